@@ -1,0 +1,149 @@
+"""The ``cnnlab`` command: a thin layer over the same functions the Python API exposes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="generate or load datasets")
+    kinds = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+
+    lines = kinds.add_parser(
+        "lines",
+        help="generate the Lines dataset (one straight line on black, 96 classes by default)",
+        description="Generate the Lines dataset: DIR/lines.npz, DIR/card.json and, with --png, "
+        "DIR/preview.png and an ImageFolder tree DIR/png/{train,test}/<class>/.",
+    )
+    lines.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    lines.add_argument("--seed", type=int, default=0, help="fixes shifts, noise and the split")
+    lines.add_argument("--per-class", type=int, default=1000, help="images per class (1000)")
+    lines.add_argument("--test-fraction", type=float, default=0.4, help="share for test (0.4)")
+    lines.add_argument("--png", action="store_true", help="also write PNG files and a preview")
+    lines.add_argument("--image-size", type=int, default=28, help="image side in px (28)")
+    lines.add_argument("--lengths", type=_int_list, default=(7, 15), metavar="L,L")
+    lines.add_argument("--widths", type=_int_list, default=(1, 3), metavar="W,W")
+    lines.add_argument("--angle-step", type=int, default=15, help="degrees between angles (15)")
+    lines.add_argument(
+        "--colors",
+        type=_names,
+        default=("red", "blue"),
+        metavar="C,C",
+        help="colour names or #rrggbb (red,blue)",
+    )
+    lines.add_argument("--max-shift", type=int, default=3, help="random centre shift, px (3)")
+    lines.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std, 0..255 (0)")
+    lines.add_argument("--antialias", action="store_true", help="anti-aliased lines")
+    lines.set_defaults(handler=_data_lines)
+
+    mnist = kinds.add_parser(
+        "mnist",
+        help="load and check MNIST (or any dataset in its IDX format)",
+        description="Read the four IDX files from --dir or $CNNLAB_MNIST_DIR, or download them "
+        "into the cache with checksum checks; print a summary; with --out also write "
+        "DIR/mnist.npz, DIR/card.json and DIR/preview.png.",
+    )
+    mnist.add_argument("--dir", type=Path, metavar="DIR", help="folder with the IDX files")
+    mnist.add_argument(
+        "--split",
+        choices=("study", "official"),
+        default="study",
+        help="study: all 70,000 pooled, 60/40 stratified; official: 60k/10k",
+    )
+    mnist.add_argument("--seed", type=int, default=0, help="fixes the study split")
+    mnist.add_argument("--test-fraction", type=float, default=0.4, help="share for test (0.4)")
+    mnist.add_argument("--out", type=Path, metavar="DIR", help="also export the dataset here")
+    mnist.set_defaults(handler=_data_mnist)
+
+
+def _data_lines(args: argparse.Namespace) -> int:
+    from cnnlab.data import GENERATOR_VERSION, LinesConfig, generate_lines, save_lines
+
+    config = LinesConfig(
+        image_size=args.image_size,
+        lengths=args.lengths,
+        widths=args.widths,
+        angle_step=args.angle_step,
+        colors=args.colors,
+        max_shift=args.max_shift,
+        noise=args.noise,
+        antialias=args.antialias,
+        per_class=args.per_class,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    data = generate_lines(config)
+    generated = time.perf_counter() - start
+    paths = save_lines(data, args.out, png=args.png)
+    train = int((data.arrays["split"] == "train").sum())
+    print(
+        f"Lines (generator {GENERATOR_VERSION}): "
+        f"{len(data)} images ({train} train / {len(data) - train} test), "
+        f"{config.num_classes} classes, seed {config.seed}; generated in {generated:.2f} s"
+    )
+    for kind, path in paths.items():
+        print(f"  {kind:8s} {path}")
+    return 0
+
+
+def _data_mnist(args: argparse.Namespace) -> int:
+    from cnnlab.data import load_mnist
+    from cnnlab.data.exports import export_dataset
+
+    start = time.perf_counter()
+    dataset = load_mnist(
+        args.dir, split=args.split, seed=args.seed, test_fraction=args.test_fraction
+    )
+    print(f"{dataset.summary()}\n  loaded in {time.perf_counter() - start:.2f} s")
+    source = dataset.provenance
+    print(f"  source: {source.get('source', '?')} {source.get('path', '')}")
+    if args.out:
+        for kind, path in export_dataset(dataset, args.out).items():
+            print(f"  {kind:8s} {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Build, train, evaluate and look inside convolutional networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and return 2, never a stack trace."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CnnlabError as exc:
+        print(f"cnnlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130

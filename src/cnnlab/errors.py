@@ -1,0 +1,9 @@
+"""The one exception type that reaches the user as a single clear line."""
+
+
+class CnnlabError(Exception):
+    """A problem with the user's input or environment, worded for the user.
+
+    The CLI prints it as one line (``cnnlab: error: ...``) and exits non-zero; it never
+    shows a stack trace for these.
+    """

@@ -1,0 +1,25 @@
+"""Shared fixtures: the real MNIST folder named by ``CNNLAB_MNIST_DIR``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The absolute folder of the four real MNIST ``.gz`` files (read-only: never write there).
+
+    ``CNNLAB_MNIST_DIR`` may be relative to the repository root; tests are skipped if it is unset.
+    """
+    value = os.environ.get("CNNLAB_MNIST_DIR")
+    if not value:
+        pytest.skip("CNNLAB_MNIST_DIR is not set: point it at a folder of the MNIST IDX files")
+    path = (REPO_ROOT / Path(value).expanduser()).resolve()
+    if not path.is_dir():
+        pytest.fail(f"CNNLAB_MNIST_DIR={value} resolves to {path}, which is not a folder")
+    return path
