@@ -123,6 +123,72 @@ def _data_mnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_commands(commands: argparse._SubParsersAction) -> None:
+    from cnnlab.train.config import preset_names
+
+    train = commands.add_parser(
+        "train",
+        help="train a model from a YAML config or a preset",
+        description="Train a model. CONFIG is a YAML file or a preset: "
+        f"{', '.join(preset_names())}.",
+    )
+    train.add_argument("config", nargs="?", metavar="CONFIG", help="YAML file or preset name")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.lr=0.01",
+    )
+    train.add_argument("--out", type=Path, metavar="RUN_DIR", help="run folder (runs/<name>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly")
+    train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("--quiet", action="store_true", help="print nothing while training")
+    train.set_defaults(handler=_train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict classes with a trained run",
+        description="INPUT is an image file, a folder of images, or an .npz with an 'images' "
+        "array. Prints (or writes with --out) one CSV row per image.",
+    )
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    predict.add_argument("input", type=Path, metavar="INPUT")
+    predict.add_argument("--out", type=Path, metavar="CSV", help="write the CSV here")
+    predict.set_defaults(handler=_predict)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cnnlab.train import train
+
+    if (args.config is None) == (args.resume is None):
+        raise CnnlabError("give either CONFIG (a YAML file or preset) or --resume RUN_DIR")
+    if args.resume is not None and (args.overrides or args.out):
+        raise CnnlabError("--resume continues a run as it was: --set and --out do not apply")
+    train(
+        args.config,
+        out=args.out,
+        overrides=tuple(args.overrides),
+        resume=args.resume,
+        quiet=args.quiet,
+        device=args.device,
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict, predictions_csv, write_predictions
+
+    predictions = predict(args.run_dir, args.input)
+    if args.out:
+        write_predictions(args.out, predictions)
+        print(f"{len(predictions)} predictions written to {args.out}")
+    else:
+        sys.stdout.write(predictions_csv(predictions))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
 
@@ -133,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(commands)
+    _add_train_commands(commands)
     return parser
 
 
@@ -144,6 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside training (training saves and raises CnnlabError)
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,132 @@
+"""The study's CNNs: the prescribed ``part1`` net and the configurable ``convnet`` family.
+
+Layers carry readable names (``conv1``, ``bn1``, ``pool1``, ``fc1`` ...) so that activations,
+filters and Grad-CAM can name them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cnnlab.models.registry import register_model
+
+
+class ConvNet(nn.Module):
+    """``features`` (conv stages) -> ``classifier`` (flatten, dense layers, logits).
+
+    ``forward`` returns logits; softmax lives in the loss and in prediction.
+    """
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential) -> None:
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_model("part1")
+def part1(in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28)) -> ConvNet:
+    """The study's prescribed net.
+
+    Conv 7x7, 32 filters, stride 1, no padding -> ReLU -> BatchNorm -> MaxPool 2x2 stride 2 ->
+    Dense 1024 -> ReLU -> Dense N. On 28x28 inputs: 22x22x32 -> 11x11x32 = 3,872 features;
+    3,977,866 parameters for MNIST (conv 1,600 + BN 64 + fc1 3,965,952 + fc2 10,250).
+    """
+    h, w = ((s - 6) // 2 for s in image_size)
+    features = nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(in_channels, 32, kernel_size=7),
+            relu1=nn.ReLU(),
+            bn1=nn.BatchNorm2d(32),
+            pool1=nn.MaxPool2d(2, 2),
+        )
+    )
+    classifier = nn.Sequential(
+        OrderedDict(
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(32 * h * w, 1024),
+            relu_fc1=nn.ReLU(),
+            fc2=nn.Linear(1024, num_classes),
+        )
+    )
+    return ConvNet(features, classifier)
+
+
+@register_model("convnet")
+def convnet(
+    in_channels: int,
+    num_classes: int,
+    image_size: tuple[int, int] = (28, 28),
+    channels: Sequence[int] = (32, 64),
+    convs_per_stage: int = 2,
+    kernel_size: int = 3,
+    downsample: str = "maxpool",
+    batchnorm: bool = True,
+    dropout: float = 0.0,
+    dense: Sequence[int] = (128,),
+    dense_dropout: float = 0.0,
+    head: str = "flatten",
+) -> ConvNet:
+    """A VGG-like family: stages of ``convs_per_stage`` 'same' convolutions (Conv -> BN -> ReLU).
+
+    Each stage ends with a downsampling step: ``"maxpool"`` (2x2), ``"stride"`` (the stage's last
+    conv has stride 2) or ``"none"``; then ``dropout``. ``head`` is ``"flatten"`` (dense layers on
+    the flattened map) or ``"avgpool"`` (global average pooling first). ``dense`` lists hidden
+    dense widths, each followed by ReLU and ``dense_dropout``.
+    """
+    if downsample not in ("maxpool", "stride", "none"):
+        raise ValueError(f"downsample must be maxpool, stride or none, got {downsample!r}")
+    if head not in ("flatten", "avgpool"):
+        raise ValueError(f"head must be flatten or avgpool, got {head!r}")
+    if kernel_size < 1 or convs_per_stage < 1 or not channels:
+        raise ValueError("kernel_size, convs_per_stage and channels must be positive")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    size = list(image_size)
+    previous, n = in_channels, 0
+    for stage, width in enumerate(channels, start=1):
+        for i in range(convs_per_stage):
+            n += 1
+            stride = 2 if downsample == "stride" and i == convs_per_stage - 1 else 1
+            # 'same' padding; an even kernel pads one side more (asymmetric), as Keras does.
+            pad = kernel_size - 1
+            if pad % 2:
+                layers[f"pad{n}"] = nn.ZeroPad2d((pad // 2, pad - pad // 2) * 2)
+                padding = 0
+            else:
+                padding = pad // 2
+            layers[f"conv{n}"] = nn.Conv2d(
+                previous, width, kernel_size, stride=stride, padding=padding, bias=not batchnorm
+            )
+            if batchnorm:
+                layers[f"bn{n}"] = nn.BatchNorm2d(width)
+            layers[f"relu{n}"] = nn.ReLU()
+            previous = width
+            if stride == 2:
+                size = [(s + 1) // 2 for s in size]
+        if downsample == "maxpool":
+            layers[f"pool{stage}"] = nn.MaxPool2d(2, 2)
+            size = [s // 2 for s in size]
+        if dropout > 0:
+            layers[f"drop{stage}"] = nn.Dropout(dropout)
+    features = nn.Sequential(layers)
+
+    head_layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if head == "avgpool":
+        head_layers["gap"] = nn.AdaptiveAvgPool2d(1)
+        size = [1, 1]
+    head_layers["flatten"] = nn.Flatten()
+    width = previous * size[0] * size[1]
+    for i, units in enumerate(dense, start=1):
+        head_layers[f"fc{i}"] = nn.Linear(width, units)
+        head_layers[f"relu_fc{i}"] = nn.ReLU()
+        if dense_dropout > 0:
+            head_layers[f"drop_fc{i}"] = nn.Dropout(dense_dropout)
+        width = units
+    head_layers[f"fc{len(dense) + 1}"] = nn.Linear(width, num_classes)
+    return ConvNet(features, nn.Sequential(head_layers))

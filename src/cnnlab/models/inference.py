@@ -1,0 +1,66 @@
+"""Batched inference with a model's own preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data.dataset import normalize
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects: channels, size, and the normalisation it was trained with."""
+
+    channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> normalised float32."""
+        return normalize(images, self.mean, self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        return cls(
+            channels=int(data["channels"]),
+            image_size=tuple(data["image_size"]),
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+        )
+
+
+@torch.inference_mode()
+def batched_outputs(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    batch_size: int = 2048,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Run ``model`` in eval mode over uint8 ``images`` in large batches; outputs on the CPU.
+
+    A model returning a dict of named outputs (a multi-head model) gives a dict of tensors.
+    """
+    was_training = model.training
+    model.eval()
+    chunks: list[Any] = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = preprocess(images[start : start + batch_size].to(device, non_blocking=True))
+            out = model(batch)
+            chunks.append(
+                {k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out.cpu()
+            )
+    finally:
+        model.train(was_training)
+    if chunks and isinstance(chunks[0], dict):
+        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    return torch.cat(chunks) if chunks else torch.empty(0)

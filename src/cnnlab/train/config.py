@@ -1,0 +1,202 @@
+"""Run configs: YAML files or shipped presets, ``--set key=value`` overrides, strict validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, and how much of it.
+
+    ``dataset`` is ``mnist``, ``lines``, a ``lines.npz`` path or a folder of IDX files.
+    ``train_limit``/``test_limit`` keep a seeded stratified-by-chance subset (quick runs, tests).
+    """
+
+    dataset: str = "mnist"
+    mnist_dir: str | None = None
+    mnist_split: str = "study"
+    lines: dict[str, Any] = field(default_factory=dict)
+    train_limit: int | None = None
+    test_limit: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation: epochs, batch, optimiser, schedule, loss, light augmentation."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    lr_gamma: float = 0.1
+    lr_step_epochs: int = 5
+    loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
+    augment_shift: int = 0
+    eval_batch_size: int = 2048
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; saved as ``config.yaml`` in the run folder."""
+
+    name: str = "run"
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "part1"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "train.optimizer": ("adam", "adamw", "sgd", "rmsprop"),
+    "train.scheduler": ("none", "step", "exponential", "cosine", "onecycle"),
+    "train.loss": ("cross_entropy", "mse"),
+    "data.mnist_split": ("study", "official"),
+}
+
+
+def preset_names() -> tuple[str, ...]:
+    folder = resources.files("cnnlab") / "presets"
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+def load_config(source: str | Path, overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """A config from a YAML file or preset name, with ``key=value`` overrides applied."""
+    text, origin = _read_source(source)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CnnlabError(f"{origin}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CnnlabError(f"{origin}: expected a mapping of config keys at the top level")
+    for item in overrides:
+        _apply_override(raw, item)
+    return config_from_dict(raw, origin)
+
+
+def config_from_dict(raw: dict[str, Any], origin: str = "config") -> RunConfig:
+    """Build and validate a :class:`RunConfig`; unknown keys and bad values are refused."""
+    config = _build(RunConfig, raw, origin, "")
+    _validate(config, origin)
+    return config
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    from cnnlab.fileio import atomic_open
+
+    with atomic_open(path) as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+
+
+def _read_source(source: str | Path) -> tuple[str, str]:
+    path = Path(source)
+    if path.is_file():
+        return path.read_text(), str(path)
+    if str(source) in preset_names():
+        preset = resources.files("cnnlab") / "presets" / f"{source}.yaml"
+        return preset.read_text(), f"preset {source}"
+    raise CnnlabError(
+        f"config {str(source)!r}: no such file and no such preset; "
+        f"presets: {', '.join(preset_names())}"
+    )
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise CnnlabError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    target = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise CnnlabError(f"--set {item!r}: {part!r} is not a section")
+    target[parts[-1]] = parsed
+
+
+def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise CnnlabError(f"{origin}: {prefix.rstrip('.') or 'config'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise CnnlabError(
+            f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, origin, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, kind, origin, prefix + name)
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: Any, origin: str, key: str) -> Any:
+    """Check ``value`` against a simple annotation (int, float, str, bool, dict, X | None)."""
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool, dict) and isinstance(value, base):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise CnnlabError(f"{origin}: {key} must be {expected}, got {value!r}")
+
+
+def _validate(config: RunConfig, origin: str) -> None:
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise CnnlabError(f"{origin}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    t = config.train
+    positive = {
+        "train.epochs": t.epochs,
+        "train.batch_size": t.batch_size,
+        "train.eval_batch_size": t.eval_batch_size,
+        "train.lr": t.lr,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise CnnlabError(f"{origin}: {key} must be > 0, got {value}")
+    if not 0 <= t.label_smoothing < 1:
+        raise CnnlabError(
+            f"{origin}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}"
+        )
+    if t.augment_shift < 0:
+        raise CnnlabError(f"{origin}: train.augment_shift must be >= 0, got {t.augment_shift}")
+    if not isinstance(config.model.get("name"), str):
+        raise CnnlabError(f"{origin}: model.name is required (e.g. part1, convnet)")
+    if config.device not in ("auto", "cpu") and not config.device.startswith("cuda"):
+        raise CnnlabError(f"{origin}: device must be auto, cpu or cuda[:N], got {config.device!r}")

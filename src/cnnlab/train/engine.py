@@ -1,0 +1,238 @@
+"""The training loop: whole dataset in memory, exact resume, every rank its shard of a batch."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.errors import CnnlabError
+from cnnlab.models.inference import Preprocess
+from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.train.config import RunConfig
+from cnnlab.train.distributed import Distributed
+from cnnlab.train.optim import LossFn, build_loss, build_optimizer, build_scheduler
+from cnnlab.train.progress import Progress
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+
+
+class Interrupted(CnnlabError):
+    """Training stopped by Ctrl-C after saving a checkpoint."""
+
+
+@dataclass
+class Position:
+    """Where a run stands: completed epochs, batches done in the current one, partial sums."""
+
+    epoch: int = 0
+    batch: int = 0
+    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss*n, correct, n
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The batch order of an epoch: a permutation fixed by (seed, epoch) alone."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by a random whole number of pixels in [-max_shift, max_shift]."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(images.device)
+    rows = (torch.arange(h, device=images.device)[None, :] + offsets[0][:, None])[:, None, :, None]
+    cols = (torch.arange(w, device=images.device)[None, :] + offsets[1][:, None])[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+class Engine:
+    """Trains one model on one dataset with the optimiser, schedule and loss of a config."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        dataset: ImageDataset,
+        model: nn.Module,
+        device: torch.device,
+        dist: Distributed,
+        run_dir: Path | None,
+        progress: Progress,
+    ) -> None:
+        self.config = config
+        self.t = config.train
+        self.dataset = dataset
+        self.device = device
+        self.dist = dist
+        self.run_dir = run_dir
+        self.progress = progress
+        self.model = model.to(device)
+        self.trained = self.model
+        if dist.enabled:
+            self.trained = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.preprocess = Preprocess(
+            dataset.channels, dataset.image_size, dataset.mean, dataset.std
+        )
+        self.train_images = dataset.train.images.to(device)
+        self.train_labels = dataset.train.labels.to(device)
+        self.test_images = dataset.test.images.to(device)
+        self.test_labels = dataset.test.labels.to(device)
+        self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
+        self.optimizer = build_optimizer(self.model.parameters(), self.t)
+        self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
+        self.loss_fn: LossFn = build_loss(self.t, dataset.num_classes)
+
+    # -- state ----------------------------------------------------------------------------
+    def state(self, position: Position) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": position.epoch,
+            "batch": position.batch,
+            "sums": torch.tensor(position.sums, dtype=torch.float64),
+            "seconds": position.seconds,
+            "history": position.history,
+        }
+
+    def restore(self, state: dict[str, Any]) -> Position:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        return Position(
+            epoch=int(state["epoch"]),
+            batch=int(state["batch"]),
+            sums=[float(v) for v in state["sums"]],
+            seconds=float(state["seconds"]),
+            history=list(state["history"]),
+        )
+
+    def _checkpoint(self, name: str, position: Position) -> None:
+        if self.run_dir is not None and self.dist.is_main:
+            save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", self.state(position))
+
+    # -- loop -----------------------------------------------------------------------------
+    def fit(self, position: Position, on_epoch: Any = None) -> Position:
+        """Train from ``position`` to the last epoch; ``on_epoch(position)`` after each epoch."""
+        while position.epoch < self.t.epochs:
+            self._train_epoch(position)
+            test_loss, test_acc = self.evaluate()
+            loss_sum, correct, count = self.dist.sum(
+                torch.tensor(position.sums, dtype=torch.float64)
+            ).tolist()
+            row = {
+                "epoch": position.epoch + 1,
+                "train_loss": loss_sum / count,
+                "train_acc": correct / count,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": position.seconds,
+            }
+            position.history.append(row)
+            position.epoch, position.batch = position.epoch + 1, 0
+            position.sums, position.seconds = [0.0, 0.0, 0.0], 0.0
+            self.progress.end_epoch(
+                f"epoch {row['epoch']}/{self.t.epochs}  train loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                f"({row['seconds']:.1f} s)"
+            )
+            self._checkpoint("last", position)
+            best = max(r["test_acc"] for r in position.history)
+            if row["test_acc"] >= best:
+                self._checkpoint("best", position)
+            if on_epoch is not None:
+                on_epoch(position)
+        return position
+
+    def _train_epoch(self, position: Position) -> None:
+        t, seed, epoch = self.t, self.config.seed, position.epoch
+        order = epoch_order(len(self.dataset.train), seed, epoch, self.device)
+        self.trained.train()
+        sums = torch.tensor(position.sums, dtype=torch.float64)
+        self.progress.start_epoch(epoch + 1, t.epochs, self.steps_per_epoch, position.batch)
+        started = time.perf_counter() - position.seconds
+        batch = position.batch
+        try:
+            for batch in range(position.batch, self.steps_per_epoch):
+                index = self.dist.shard(order[batch * t.batch_size : (batch + 1) * t.batch_size])
+                loss, correct = self._step(index, epoch, batch)
+                sums += torch.tensor(
+                    [loss * index.numel(), correct, index.numel()], dtype=torch.float64
+                )
+                if not math.isfinite(loss):
+                    self._diverged(position, epoch, batch, loss)
+                if batch % 20 == 19:
+                    self.progress.update(
+                        20, sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
+                    )
+        except KeyboardInterrupt:
+            position.batch, position.sums = batch, sums.tolist()
+            position.seconds = time.perf_counter() - started
+            self._checkpoint("last", position)
+            raise Interrupted(
+                f"interrupted in epoch {epoch + 1} after {batch} batches; checkpoint saved. "
+                f"Resume with: cnnlab train --resume {self.run_dir}"
+            ) from None
+        position.batch, position.sums = self.steps_per_epoch, sums.tolist()
+        position.seconds = time.perf_counter() - started
+
+    def _step(self, index: torch.Tensor, epoch: int, batch: int) -> tuple[float, int]:
+        images = self.train_images.index_select(0, index)
+        labels = self.train_labels.index_select(0, index)
+        if self.t.augment_shift > 0:
+            generator = torch.Generator().manual_seed(
+                (self.config.seed * 1_000_003 + epoch) * 100_003 + batch
+            )
+            images = random_shift(images, self.t.augment_shift, generator)
+        logits = self.trained(self.preprocess(images))
+        loss = self.loss_fn(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        correct = int((logits.detach().argmax(dim=1) == labels).sum())
+        return float(loss.detach()), correct
+
+    def _diverged(self, position: Position, epoch: int, batch: int, loss: float) -> None:
+        where = (
+            f"{self.run_dir / 'checkpoints' / 'last.pt'} (end of epoch {position.epoch})"
+            if self.run_dir is not None and position.epoch > 0
+            else "none (it diverged in the first epoch)"
+        )
+        raise CnnlabError(
+            f"training diverged: the loss became {loss} in epoch {epoch + 1}, batch {batch + 1}. "
+            f"Last good checkpoint: {where}. Try a lower train.lr (now {self.t.lr})."
+        )
+
+    @torch.inference_mode()
+    def evaluate(self) -> tuple[float, float]:
+        """Test loss and accuracy over the whole test split, in large batches."""
+        self.model.eval()
+        index = self.dist.shard(torch.arange(self.test_images.shape[0], device=self.device))
+        totals = torch.zeros(3, dtype=torch.float64)
+        for start in range(0, index.numel(), self.t.eval_batch_size):
+            part = index[start : start + self.t.eval_batch_size]
+            labels = self.test_labels.index_select(0, part)
+            logits = self.model(self.preprocess(self.test_images.index_select(0, part)))
+            loss = self.loss_fn(logits, labels)
+            totals += torch.tensor(
+                [float(loss) * part.numel(), int((logits.argmax(1) == labels).sum()), part.numel()],
+                dtype=torch.float64,
+            )
+        loss_sum, correct, count = self.dist.sum(totals).tolist()
+        return loss_sum / count, correct / count
