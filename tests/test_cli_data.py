@@ -117,11 +117,6 @@ def test_lines_unwritable_out_is_one_line(tmp_path: Path, capsys: Capsys, below:
     assert (tmp_path / "file").read_text() == "not a folder"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="argparse type errors print usage plus 'cnnlab data lines: error: ...' (several "
-    "lines) and raise SystemExit instead of the one 'cnnlab: error:' line main() promises",
-)
 def test_lines_unparsable_option_is_one_line(tmp_path: Path, capsys: Capsys) -> None:
     out = tmp_path / "lines"
     assert_one_line_error(*run(capsys, *LINES, "--out", out, "--lengths", "abc"), "--lengths")

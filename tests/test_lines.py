@@ -202,7 +202,7 @@ def test_png_export_and_preview(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"lengths": (27,)}, "image_size: lines of length 27 px"),
+        ({"lengths": (27,)}, "lengths/widths/max_shift: lines of length 27 px"),
         ({"lengths": ()}, "lengths: expected at least one value"),
         ({"widths": (0,)}, "widths: expected whole numbers of pixels >= 1"),
         ({"colors": ()}, "colors: expected at least one colour"),
@@ -211,7 +211,8 @@ def test_png_export_and_preview(tmp_path) -> None:
         ({"angle_step": 0}, "angle_step: expected a whole number of degrees in 1..180"),
         ({"per_class": 1}, "per_class: expected at least 2 images"),
         ({"test_fraction": 1.0}, "test_fraction: expected a number between 0 and 1"),
-        ({"per_class": 2, "test_fraction": 0.1}, "leaves a split empty"),
+        ({"per_class": 2, "test_fraction": 0.1}, "leaves some class without train or test"),
+        ({"per_class": 2, "test_fraction": 0.4}, "leaves some class without train or test"),
         ({"max_shift": -1}, "max_shift: expected >= 0 px"),
         ({"image_size": 2}, "image_size: expected at least 4 px"),
     ],

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error (subcommand parsers inherit this)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise CnnlabError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -192,7 +200,7 @@ def _predict(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnlab",
         description="Build, train, evaluate and look inside convolutional networks.",
     )
@@ -205,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line and return 2, never a stack trace."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)

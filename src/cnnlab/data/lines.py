@@ -9,6 +9,7 @@ images take a fraction of a second. Rendering agrees pixel for pixel with Pillow
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -134,20 +135,20 @@ class LinesConfig:
             0 < self.test_fraction < 1,
             f"test_fraction: expected a number between 0 and 1, got {self.test_fraction}",
         )
-        n_test = round(self.per_class * self.test_fraction)
+        quota = self.per_class * self.test_fraction
         need(
-            0 < n_test < self.per_class,
+            math.floor(quota) >= 1 and self.per_class - math.ceil(quota) >= 1,
             f"test_fraction: {self.test_fraction} of {self.per_class} images per class leaves "
-            "a split empty",
+            "some class without train or test images",
         )
         # The line's extent from the image centre, worst case over angles, plus the shift.
         reach = (max(self.lengths) - 1) / 2 + (max(self.widths) - 1 + 1) // 2 + self.max_shift
         smallest = int(2 * reach + 2)
         need(
             smallest <= self.image_size,
-            f"image_size: lines of length {max(self.lengths)} px and width {max(self.widths)} px "
-            f"shifted by up to {self.max_shift} px need an image of at least {smallest} px, "
-            f"got {self.image_size}",
+            f"lengths/widths/max_shift: lines of length {max(self.lengths)} px and width "
+            f"{max(self.widths)} px shifted by up to {self.max_shift} px need an image of at "
+            f"least {smallest} px, but image_size is {self.image_size}",
         )
 
     def class_index(

@@ -71,6 +71,13 @@ def dataset_card(data: LinesData) -> dict[str, Any]:
     }
 
 
+def _per_class(labels: np.ndarray) -> int | dict[str, int]:
+    """Images per class: one number when every class has the same count, else min and max."""
+    counts = np.bincount(labels)
+    low, high = int(counts.min()), int(counts.max())
+    return low if low == high else {"min": low, "max": high}
+
+
 def save_preview(data: LinesData, path: str | Path) -> Path:
     """One training example per class: angles across, length x width x colour down."""
     config = data.config
