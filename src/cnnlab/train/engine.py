@@ -79,6 +79,8 @@ class Engine:
         self.model = model.to(device)
         self.trained = self.model
         if dist.enabled:
+            if device.type == "cuda":  # batch statistics over the global batch (GPU only)
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.trained = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
