@@ -4,7 +4,7 @@ Measures, in one run on this machine, for the ``part1`` net (Adam, lr 1e-3, cros
 synthetic uint8 data of MNIST shape (1x28x28, 10 classes) and Lines shape (3x28x28, 96
 classes), 20,000 random training images each, at each batch size (64, 128, 256 by default):
 
-(a) **cnnlab engine**: an :class:`~cnnlab.train.engine.Engine` built as ``cnnlab train`` builds
+(a) **cnnlab engine**: an :class:`~cnnlab.training.engine.Engine` built as ``cnnlab train`` builds
     it (default ``TrainConfig``: fused Adam, LambdaLR, cross-entropy; single process, progress
     off), timed over consecutive calls of ``Engine._step`` on consecutive batches of the real
     epoch order (``epoch_order``, sharded as ``_train_epoch`` does) after a few warm-up steps.
@@ -57,10 +57,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from cnnlab.data.dataset import ImageDataset, Split
 from cnnlab.models.convnets import part1
 from cnnlab.models.inference import Preprocess, batched_outputs
-from cnnlab.train.config import RunConfig, TrainConfig
-from cnnlab.train.distributed import Distributed
-from cnnlab.train.engine import Engine, epoch_order
-from cnnlab.train.progress import Progress
+from cnnlab.training.config import RunConfig, TrainConfig
+from cnnlab.training.distributed import Distributed
+from cnnlab.training.engine import Engine, epoch_order
+from cnnlab.training.progress import Progress
 
 SPEEDUP_GOAL = 1.5  # cnnlab engine vs the DataLoader loop at batch 64, at least
 BOUND_GOAL = 0.60  # cnnlab engine as a fraction of the compute bound at batch 64, at least

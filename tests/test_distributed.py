@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.train import train
-from cnnlab.train.run import read_history
+from cnnlab.training import train
+from cnnlab.training.run import read_history
 
 OVERRIDES = (
     "data.dataset=lines",

@@ -14,7 +14,7 @@ from cnnlab.cli import main
 from cnnlab.data import LinesConfig, generate_lines
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict
-from cnnlab.train import train
+from cnnlab.training import train
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,16 @@
 """cnnlab: build, train, evaluate and look inside convolutional networks.
 
-The Python API mirrors the CLI: one function per verb.
+The Python API mirrors the CLI, one function per verb: ``generate_lines`` / ``load_dataset``
+(``cnnlab data``), ``train`` (``cnnlab train``), ``load_run`` and ``predict``
+(``cnnlab predict``).
 """
+
+__version__ = "0.1.0"
 
 from cnnlab.data import ImageDataset, LinesConfig, generate_lines, load_dataset, load_mnist
 from cnnlab.errors import CnnlabError
-
-__version__ = "0.1.0"
+from cnnlab.predict import predict
+from cnnlab.training import load_run, train
 
 __all__ = [
     "CnnlabError",
@@ -16,4 +20,7 @@ __all__ = [
     "generate_lines",
     "load_dataset",
     "load_mnist",
+    "load_run",
+    "predict",
+    "train",
 ]

@@ -132,7 +132,7 @@ def _data_mnist(args: argparse.Namespace) -> int:
 
 
 def _add_train_commands(commands: argparse._SubParsersAction) -> None:
-    from cnnlab.train.config import preset_names
+    from cnnlab.training.config import preset_names
 
     train = commands.add_parser(
         "train",
@@ -168,7 +168,7 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cnnlab.train import train
+    from cnnlab.training import train
 
     if (args.config is None) == (args.resume is None):
         raise CnnlabError("give either CONFIG (a YAML file or preset) or --resume RUN_DIR")

@@ -15,7 +15,7 @@ from cnnlab.data.npzio import read_npz
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open
 from cnnlab.models.inference import Preprocess
-from cnnlab.train.run import Run, load_run
+from cnnlab.training.run import Run, load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

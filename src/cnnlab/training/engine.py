@@ -14,11 +14,11 @@ from torch import nn
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models.inference import Preprocess
-from cnnlab.train.checkpoint import save_checkpoint
-from cnnlab.train.config import RunConfig
-from cnnlab.train.distributed import Distributed
-from cnnlab.train.optim import LossFn, build_loss, build_optimizer, build_scheduler
-from cnnlab.train.progress import Progress
+from cnnlab.training.checkpoint import save_checkpoint
+from cnnlab.training.config import RunConfig
+from cnnlab.training.distributed import Distributed
+from cnnlab.training.optim import LossFn, build_loss, build_optimizer, build_scheduler
+from cnnlab.training.progress import Progress
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 

@@ -26,11 +26,11 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open, write_json
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
-from cnnlab.train.checkpoint import load_checkpoint, load_weights, save_weights
-from cnnlab.train.config import RunConfig, config_from_dict, load_config, save_config
-from cnnlab.train.distributed import init_distributed, shutdown_distributed
-from cnnlab.train.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
-from cnnlab.train.progress import Progress
+from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
+from cnnlab.training.config import RunConfig, config_from_dict, load_config, save_config
+from cnnlab.training.distributed import init_distributed, shutdown_distributed
+from cnnlab.training.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
+from cnnlab.training.progress import Progress
 
 
 @dataclass
