@@ -167,6 +167,27 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.set_defaults(handler=_predict)
 
 
+def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics of a trained run (accuracy, loss, per-class P/R/F1, confusion)",
+        description="Evaluate RUN_DIR on a split and write metrics-<split>.json and "
+        "predictions-<split>.npz into it.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("--split", choices=("test", "train"), default="test")
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cnnlab.evaluate import evaluate_run, summary_lines
+
+    metrics = evaluate_run(args.run_dir, split=args.split)
+    print("\n".join(summary_lines(metrics)))
+    print(f"  written: {args.run_dir / f'metrics-{args.split}.json'}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from cnnlab.training import train
 
@@ -208,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(commands)
     _add_train_commands(commands)
+    _add_evaluate_command(commands)
     return parser
 
 

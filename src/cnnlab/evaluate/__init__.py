@@ -1,0 +1,16 @@
+"""Evaluation: metrics from one prediction array, factor analysis, ``metrics.json``."""
+
+from cnnlab.evaluate.evaluation import evaluate_run, summary_lines
+from cnnlab.evaluate.factors import decode, describe_difference, factor_analysis
+from cnnlab.evaluate.metrics import classification_metrics, confusion_matrix, scores_from_confusion
+
+__all__ = [
+    "classification_metrics",
+    "confusion_matrix",
+    "decode",
+    "describe_difference",
+    "evaluate_run",
+    "factor_analysis",
+    "scores_from_confusion",
+    "summary_lines",
+]
