@@ -179,3 +179,16 @@ def test_load_run_refuses_what_is_not_a_run(tmp_path: Path) -> None:
     (tmp_path / "a" / "checkpoints" / "last.pt").write_bytes(b"garbage")
     with pytest.raises(CnnlabError, match=r"not a readable cnnlab checkpoint"):
         train(None, resume=tmp_path / "a", quiet=True)
+
+
+def test_models_command_lists_layers_and_parameters(capsys) -> None:
+    from cnnlab.cli import main
+
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "part1: no options" in listing and "convnet: channels=" in listing
+    assert main(["models", "part1"]) == 0
+    assert "3,977,866" in capsys.readouterr().out  # the prescribed net on MNIST
+    assert main(["models", "part1", "--channels", "3", "--classes", "96"]) == 0
+    assert "4,069,152" in capsys.readouterr().out  # ... and on Lines
+    assert main(["models", "convnet", "--set", "depth=3"]) == 2

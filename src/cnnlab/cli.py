@@ -167,6 +167,48 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.set_defaults(handler=_predict)
 
 
+def _add_models_command(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser(
+        "models",
+        help="list the model families, their options, layers and parameter counts",
+        description="Without NAME: every model family with its options. With NAME: its layers "
+        "and parameter counts for MNIST-shaped (1x28x28, 10 classes) input, or for --channels "
+        "and --classes.",
+    )
+    models.add_argument("name", nargs="?", metavar="NAME")
+    models.add_argument("--channels", type=int, default=1)
+    models.add_argument("--classes", type=int, default=10)
+    models.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model option, e.g. channels=[32,64]",
+    )
+    models.set_defaults(handler=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    import yaml
+
+    from cnnlab.models import create_model, describe, model_names, model_options
+
+    if args.name is None:
+        for name in model_names():
+            options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
+            print(f"{name}: {options or 'no options'}")
+        return 0
+    options = {}
+    for item in args.options:
+        key, _, value = item.partition("=")
+        options[key] = yaml.safe_load(value)
+    model = create_model(args.name, args.channels, args.classes, **options)
+    print(f"{args.name} for {args.channels}x28x28 input, {args.classes} classes:")
+    print(describe(model))
+    return 0
+
+
 def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate",
@@ -230,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_commands(commands)
     _add_evaluate_command(commands)
+    _add_models_command(commands)
     return parser
 
 
