@@ -167,6 +167,29 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.set_defaults(handler=_predict)
 
 
+def _add_report_command(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML report for one or more runs",
+        description="Write one HTML file (images embedded, no network needed) with each run's "
+        "provenance, learning curves, metrics, confusion matrices and factor analysis; several "
+        "runs side by side with a comparison table.",
+    )
+    report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, default=Path("report.html"), metavar="HTML")
+    report.add_argument("--markdown", type=Path, metavar="MD", help="also a Markdown summary")
+    report.add_argument("--figures", type=Path, metavar="DIR", help="also keep the PNG/SVG files")
+    report.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cnnlab.report import build_report
+
+    out = build_report(args.run_dirs, args.out, args.markdown, figures_dir=args.figures)
+    print(f"report written: {out}" + (f" (summary: {args.markdown})" if args.markdown else ""))
+    return 0
+
+
 def _add_models_command(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser(
         "models",
@@ -273,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_commands(commands)
     _add_evaluate_command(commands)
     _add_models_command(commands)
+    _add_report_command(commands)
     return parser
 
 

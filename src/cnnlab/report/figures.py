@@ -1,0 +1,469 @@
+"""Report figures: learning curves, confusion matrices (small and factorised), per-class F1.
+
+Every function draws on its own matplotlib ``Figure`` (Agg renderer, no pyplot state, so it is
+safe without a display), writes the PNG atomically and returns the PNG's path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, is_color_like, to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
+
+from cnnlab.fileio import atomic_path
+
+DPI = 120
+"""Pixels per inch of every PNG (the report shows them at 96 CSS px per inch)."""
+
+SMALL_K = 30
+"""Up to this many classes a confusion matrix is drawn cell by cell, with numbers."""
+
+CURVE_METRICS: dict[str, tuple[str, str]] = {
+    "accuracy": ("train_acc", "test_acc"),
+    "loss": ("train_loss", "test_loss"),
+}
+
+_SHORT = {"length": "len", "width": "wid", "angle": "ang", "color": "col", "colour": "col"}
+
+
+def _save(fig: Figure, path: Path, svg: bool = False) -> Path:
+    """Write ``fig`` as PNG at ``path`` (and as SVG beside it), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    if svg:
+        with atomic_path(path.with_suffix(".svg")) as tmp:
+            fig.savefig(tmp, format="svg", metadata={"Date": None})
+    return path
+
+
+# -- learning curves ----------------------------------------------------------------------------
+
+
+def plot_learning_curve(
+    histories: Mapping[str, Sequence[Mapping[str, float]]],
+    metric: str,
+    path: Path,
+    *,
+    svg: bool = True,
+) -> Path:
+    """Train (dashed) and test (solid) ``metric`` per epoch, one colour per run.
+
+    ``histories`` maps a run label to its ``history.csv`` rows; ``metric`` is ``accuracy`` or
+    ``loss``. The loss axis turns logarithmic when the loss spans more than a factor of 20.
+    """
+    if metric not in CURVE_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(CURVE_METRICS)}, got {metric!r}")
+    train_key, test_key = CURVE_METRICS[metric]
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    colours = _palette(len(histories))
+    values: list[float] = []
+    handles: list[Line2D] = []
+    for (label, history), colour in zip(histories.items(), colours, strict=True):
+        epochs = [row["epoch"] for row in history]
+        marker = "o" if len(epochs) <= 30 else None
+        for key, style in ((train_key, "--"), (test_key, "-")):
+            ys = [row[key] for row in history]
+            values += ys
+            ax.plot(epochs, ys, style, color=colour, marker=marker, markersize=3.5, lw=1.6)
+        handles.append(Line2D([], [], color=colour, lw=2, label=label))
+    handles += [
+        Line2D([], [], color="0.35", ls="-", label="test"),
+        Line2D([], [], color="0.35", ls="--", label="train"),
+    ]
+    if len(histories) == 1:
+        handles = handles[1:]
+    positive = [v for v in values if v > 0]
+    if metric == "loss" and positive and max(positive) / min(positive) > 20:
+        ax.set_yscale("log")
+        ax.set_ylabel("loss (log scale)")
+    else:
+        ax.set_ylabel(metric)
+    if metric == "accuracy":
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    if not values:
+        ax.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_title(f"{metric.capitalize()} per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+    return _save(fig, path, svg=svg)
+
+
+def plot_learning_curves(
+    histories: Mapping[str, Sequence[Mapping[str, float]]],
+    out_dir: Path,
+    stem: str = "curves",
+    *,
+    svg: bool = True,
+) -> list[Path]:
+    """One figure per metric (accuracy, loss): ``out_dir/<stem>-accuracy.png`` and so on."""
+    return [
+        plot_learning_curve(histories, metric, Path(out_dir) / f"{stem}-{metric}.png", svg=svg)
+        for metric in CURVE_METRICS
+    ]
+
+
+# -- small confusion matrix ---------------------------------------------------------------------
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]] | np.ndarray,
+    class_names: Sequence[str],
+    path: Path,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Counts and row-normalised (% of each true class) side by side, numbers in the cells.
+
+    Meant for up to :data:`SMALL_K` classes; blank cells are zero.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    k = counts.shape[0]
+    share = _row_normalised(counts)
+    side = min(8.0, max(3.6, 0.42 * k + 1.2))
+    cell_pt = (side - 1.2) / k * 72
+    font = min(9.0, max(4.5, 0.36 * cell_pt))
+    name_font = min(9.0, max(5.0, 0.6 * cell_pt))
+    longest = max(len(n) for n in class_names)
+    rotate = 90 if longest > 2 else 0
+    labels_in = longest * name_font / 72 * 0.6 if rotate else 0.0  # height of rotated names
+    height = side - 0.2 + labels_in + (0.4 if title else 0.0)
+    fig = Figure(figsize=(2 * side + 1.4, height), layout="constrained")
+    panels = (
+        (counts, "counts", "Blues", lambda v, c: str(c) if c else ""),
+        (share, "row-normalised (% of true class)", "Greens", _percent_text),
+    )
+    for i, (data, name, cmap, text) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        vmax = max(float(data.max()), 1e-9)
+        image = ax.imshow(data, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+        for (r, c), value in np.ndenumerate(data):
+            label = text(value, counts[r, c])
+            if label:
+                colour = "white" if value > 0.55 * vmax else "black"
+                ax.text(c, r, label, ha="center", va="center", fontsize=font, color=colour)
+        _class_ticks(ax, class_names, name_font, rotate)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name, fontsize=10)
+        bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
+        if i == 1:
+            bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _percent_text(value: float, count: int) -> str:
+    if not count:
+        return ""
+    return f"{100 * value:.0f}" if value >= 0.005 else "<1"
+
+
+def _row_normalised(counts: np.ndarray) -> np.ndarray:
+    rows = counts.sum(axis=1, keepdims=True)
+    out = np.zeros(counts.shape, dtype=np.float64)
+    np.divide(counts, rows, out=out, where=rows > 0)
+    return out
+
+
+def _class_ticks(ax: Axes, names: Sequence[str], size: float, rotate: int) -> None:
+    ticks = range(len(names))
+    ax.set_xticks(ticks, list(names), fontsize=size, rotation=rotate)
+    ax.set_yticks(ticks, list(names), fontsize=size)
+
+
+# -- factorised confusion matrix ----------------------------------------------------------------
+
+
+class _Layout:
+    """How factorised classes group: outer blocks, a tick factor, inner levels within a tick.
+
+    The tick factor is the factor with the most levels; factors before it form the outer
+    blocks (e.g. ``len 7 / wid 1``), factors after it vary within one tick (e.g. colour).
+    """
+
+    def __init__(self, factor_levels: Mapping[str, Sequence[Any]]) -> None:
+        self.names = list(factor_levels)
+        self.levels = [[str(v) for v in factor_levels[n]] for n in self.names]
+        sizes = [len(v) for v in self.levels]
+        self.tick = int(np.argmax(sizes))
+        self.k = math.prod(sizes)
+        self.strides = [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]
+        self.block = self.strides[self.tick] * sizes[self.tick]
+        self.group = self.strides[self.tick]
+        self.n_outer = self.k // self.block
+
+    @property
+    def tick_name(self) -> str:
+        return self.names[self.tick]
+
+    @property
+    def tick_levels(self) -> list[str]:
+        return self.levels[self.tick]
+
+    def outer_label(self, index: int) -> str:
+        """``len 7 / wid 1`` for outer block ``index``."""
+        parts = []
+        for i in range(self.tick):
+            level = (index * self.block // self.strides[i]) % len(self.levels[i])
+            parts.append(f"{_SHORT.get(self.names[i], self.names[i][:3])} {self.levels[i][level]}")
+        return " / ".join(parts)
+
+    def inner_labels(self) -> list[str]:
+        """The labels of the classes within one tick group (e.g. ``red``, ``blue``)."""
+        inner = range(self.tick + 1, len(self.names))
+        labels = []
+        for j in range(self.group):
+            parts = [self.levels[i][(j // self.strides[i]) % len(self.levels[i])] for i in inner]
+            labels.append(" / ".join(parts))
+        return labels
+
+
+def plot_factor_confusion(
+    confusion: Sequence[Sequence[int]] | np.ndarray,
+    factor_levels: Mapping[str, Sequence[Any]],
+    path: Path,
+    *,
+    factor_analysis: Mapping[str, Any] | None = None,
+    title: str | None = None,
+) -> Path:
+    """A K x K confusion matrix of factorised classes (e.g. Lines' 96), readable without numbers.
+
+    Classes stay in factor order (the class index is mixed-radix over ``factor_levels``); lines
+    separate the factor blocks, the axes name the outer blocks and the tick factor's levels,
+    and colour is the count on a log scale (white: zero). With ``factor_analysis`` (from
+    ``metrics-test.json``) each factor's own confusion matrix is drawn below.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    layout = _Layout(factor_levels)
+    if counts.shape != (layout.k, layout.k):
+        raise ValueError(f"confusion is {counts.shape}, factor levels give {layout.k} classes")
+    factors = list((factor_analysis or {}).get("factors", {}).items())
+    fig = Figure(figsize=(12.0, 14.0 if factors else 10.4), layout="constrained")
+    if factors:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[10.0, 4.0])
+    else:
+        top, bottom = fig, None
+    ax = top.add_subplot()
+    _draw_factor_matrix(ax, counts, layout)
+    if title:
+        fig.suptitle(title, fontsize=13)
+    if bottom is not None:
+        widths = [max(len(f["levels"]), 3) for _, f in factors]
+        axes = bottom.subplots(1, len(factors), width_ratios=widths)
+        for axis, (name, factor) in zip(np.atleast_1d(axes), factors, strict=True):
+            _draw_factor_panel(axis, name, factor)
+    return _save(fig, path)
+
+
+def _draw_factor_matrix(ax: Axes, counts: np.ndarray, layout: _Layout) -> None:
+    masked = np.ma.masked_equal(counts, 0)
+    cmap = _colormap("viridis")
+    norm = LogNorm(vmin=1, vmax=max(int(counts.max()), 2))
+    image = ax.imshow(masked, cmap=cmap, norm=norm, interpolation="nearest")
+    bar = ax.figure.colorbar(image, ax=ax, shrink=0.5, pad=0.015, aspect=30)
+    bar.set_label("count (log scale; white: 0)")
+    bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    k = layout.k
+    # separators: tick-factor groups thin and grey, outer factors thicker the further out
+    boundaries = [(layout.group, 0.3, "0.85")] if layout.group > 1 else []
+    boundaries += [(layout.strides[i], 1.6 - 0.5 * i, "black") for i in range(layout.tick)][::-1]
+    for step, width, colour in boundaries:
+        for pos in range(step, k, step):
+            ax.axhline(pos - 0.5, color=colour, lw=max(width, 0.6), zorder=3)
+            ax.axvline(pos - 0.5, color=colour, lw=max(width, 0.6), zorder=3)
+    # tick factor levels at the centre of their groups, repeated in every outer block
+    centres = [
+        o * layout.block + j * layout.group + (layout.group - 1) / 2
+        for o in range(layout.n_outer)
+        for j in range(len(layout.tick_levels))
+    ]
+    labels = layout.tick_levels * layout.n_outer
+    every = max(1, math.ceil(len(centres) / 64))
+    ax.set_xticks(centres[::every], labels[::every], fontsize=6.5, rotation=90)
+    ax.set_yticks(centres[::every], labels[::every], fontsize=6.5)
+    ax.tick_params(length=2, pad=1.5)
+    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.set_title(f"Confusion matrix, {k} classes in factor order", fontsize=11)
+    _label_factor_axes(ax, layout)
+
+
+def _label_factor_axes(ax: Axes, layout: _Layout) -> None:
+    """Axis titles, and the outer blocks' names on secondary axes outside the tick labels."""
+    tick = layout.tick_name
+    inner = layout.inner_labels()
+    within = f"; within each {tick}: {', '.join(inner)}" if 1 < len(inner) <= 8 else ""
+    xlabel = f"predicted class ({tick} ticks{within})"
+    ylabel = f"true class ({tick} ticks)"
+    if layout.n_outer == 1:
+        ax.set_xlabel(xlabel, labelpad=4)
+        ax.set_ylabel(ylabel, labelpad=4)
+        return
+    centres = [(o + 0.5) * layout.block - 0.5 for o in range(layout.n_outer)]
+    names = [layout.outer_label(o) for o in range(layout.n_outer)]
+    bottom = ax.secondary_xaxis("bottom")
+    bottom.set_xticks(centres, names)
+    bottom.set_xlabel(xlabel, labelpad=6)
+    left = ax.secondary_yaxis("left")
+    left.set_yticks(centres, names)
+    left.set_ylabel(ylabel, labelpad=6)
+    for secondary, where in ((bottom, "bottom"), (left, "left")):
+        secondary.spines[where].set_position(("outward", 26))
+        secondary.spines[where].set_visible(False)
+        secondary.tick_params(length=0, labelsize=9.5)
+
+
+def _draw_factor_panel(ax: Axes, name: str, factor: Mapping[str, Any]) -> None:
+    counts = np.asarray(factor["confusion"], dtype=np.int64)
+    share = _row_normalised(counts)
+    levels = [str(v) for v in factor["levels"]]
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    font = 8.0 if len(levels) <= 4 else 6.5
+    for (r, c), count in np.ndenumerate(counts):
+        if count:
+            colour = "white" if share[r, c] > 0.55 else "black"
+            ax.text(c, r, str(count), ha="center", va="center", fontsize=font, color=colour)
+    ticks = range(len(levels))
+    rotate = 90 if len(levels) > 4 else 0
+    ax.set_xticks(ticks, levels, fontsize=7, rotation=rotate)
+    ax.set_yticks(ticks, levels, fontsize=7)
+    ax.tick_params(length=2, pad=1)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(f"{name}: accuracy {factor['accuracy']:.1%}", fontsize=9)
+
+
+# -- per-class F1 -------------------------------------------------------------------------------
+
+
+def plot_per_class_f1(
+    f1: Sequence[float],
+    class_names: Sequence[str],
+    path: Path,
+    *,
+    factor_levels: Mapping[str, Sequence[Any]] | None = None,
+) -> Path:
+    """Per-class F1 as bars.
+
+    With ``factor_levels`` (and at most 12 outer blocks), one panel per outer block with the
+    tick factor along x and the inner levels as neighbouring bars; otherwise one horizontal
+    bar per class, named.
+    """
+    values = np.asarray(f1, dtype=np.float64)
+    if factor_levels:
+        layout = _Layout(factor_levels)
+        if layout.k == len(values) and layout.n_outer <= 12 and layout.group <= 6:
+            return _save(_grouped_f1(values, layout), path)
+    return _save(_horizontal_f1(values, class_names), path)
+
+
+def _horizontal_f1(values: np.ndarray, names: Sequence[str]) -> Figure:
+    k = len(values)
+    fig = Figure(figsize=(7.0, 0.22 * k + 1.3), layout="constrained")
+    ax = fig.add_subplot()
+    rows = np.arange(k)
+    ax.barh(rows, values, color=_colour_by_value(values), edgecolor="0.3", lw=0.3)
+    for row, value in zip(rows, values, strict=True):
+        ax.text(1.02, row, f"{value:.3f}", va="center", fontsize=7)
+    ax.set_yticks(rows, list(names), fontsize=7 if k > 30 else 8)
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.set_xlim(0, 1.12)
+    ax.axvline(values.mean(), color="0.3", ls="--", lw=1)
+    ax.set_xlabel(f"F1 (dashed: macro mean {values.mean():.3f})")
+    ax.set_title("Per-class F1")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _grouped_f1(values: np.ndarray, layout: _Layout) -> Figure:
+    cols = 1 if layout.n_outer == 1 else 2
+    rows = math.ceil(layout.n_outer / cols)
+    fig = Figure(figsize=(6.2 * cols, 2.7 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False)).ravel()
+    inner = layout.inner_labels()
+    colours = _inner_colours(inner)
+    ticks = layout.tick_levels
+    width = 0.8 / layout.group
+    x = np.arange(len(ticks))
+    for o, ax in enumerate(axes):
+        if o >= layout.n_outer:
+            ax.set_visible(False)
+            continue
+        block = values[o * layout.block : (o + 1) * layout.block].reshape(len(ticks), layout.group)
+        for j in range(layout.group):
+            offset = (j - (layout.group - 1) / 2) * width
+            ax.bar(
+                x + offset,
+                block[:, j],
+                width,
+                color=colours[j],
+                edgecolor="0.2",
+                lw=0.4,
+                label=inner[j],
+            )
+        ax.axhline(block.mean(), color="0.3", ls="--", lw=1)
+        title = layout.outer_label(o) or "all classes"
+        ax.set_title(f"{title}: mean F1 {block.mean():.3f}", fontsize=10)
+        ax.set_xticks(x, ticks, fontsize=8)
+        ax.set_xlabel(layout.tick_name, fontsize=9)
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+        if o % cols == 0:
+            ax.set_ylabel("F1")
+    if layout.group > 1:
+        fig.legend(
+            *axes[0].get_legend_handles_labels(),
+            loc="outside upper right",
+            ncols=layout.group,
+            fontsize=8,
+        )
+    fig.suptitle(f"Per-class F1 (macro mean {values.mean():.3f})", fontsize=12)
+    return fig
+
+
+# -- colours ------------------------------------------------------------------------------------
+
+
+def _palette(n: int) -> list[Any]:
+    cmap = _colormap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _colormap(name: str) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps[name].with_extremes(bad="white")
+
+
+def _inner_colours(labels: Sequence[str]) -> list[Any]:
+    """The levels' own colours when they name visible colours (red, blue), else a palette."""
+    named = all((v.isalpha() or v.startswith("#")) and is_color_like(v) for v in labels)
+    if named and all(sum(to_rgb(v)) < 2.7 for v in labels):
+        return [to_rgb(v) for v in labels]
+    return _palette(len(labels))
+
+
+def _colour_by_value(values: np.ndarray) -> list[Any]:
+    cmap = _colormap("RdYlGn")
+    return [cmap(0.1 + 0.8 * float(np.clip(v, 0, 1))) for v in values]

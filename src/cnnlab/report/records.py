@@ -1,0 +1,127 @@
+"""A run folder read for a report: its config text, provenance, history and test metrics.
+
+Reading checks that the folder is a finished run and evaluates it on the test split when it has
+no ``metrics-test.json`` yet (or when that file is older than the model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+METRICS_FILE = "metrics-test.json"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything the report shows about one run."""
+
+    path: Path
+    label: str
+    config_text: str
+    info: dict[str, Any]
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metrics.get("class_names") or self.info["dataset"]["class_names"])
+
+    @property
+    def factor_levels(self) -> dict[str, list[str]]:
+        """The dataset's factors and their levels (empty unless the classes are factorised)."""
+        levels = self.info.get("dataset", {}).get("factor_levels") or {}
+        return {name: [str(v) for v in values] for name, values in levels.items()}
+
+    @property
+    def factor_analysis(self) -> dict[str, Any] | None:
+        return self.metrics.get("factor_analysis")
+
+
+def read_runs(run_dirs: Sequence[Path]) -> list[RunRecord]:
+    """Read every run folder (in order), labelled by :func:`run_labels`."""
+    if not run_dirs:
+        raise CnnlabError("no run folders given")
+    paths = [Path(p) for p in run_dirs]
+    return [read_run(p, label) for p, label in zip(paths, run_labels(paths), strict=True)]
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short unique names: each folder's path below the folders' common parent."""
+    absolute = [p.resolve() for p in paths]
+    if len(absolute) == 1:
+        return [absolute[0].name or str(absolute[0])]
+    common = Path(os.path.commonpath(absolute))
+    labels = [str(p.relative_to(common)) if p != common else p.name for p in absolute]
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return unique
+
+
+def read_run(run_dir: Path, label: str) -> RunRecord:
+    """One finished run folder as a :class:`RunRecord`; a clear :class:`CnnlabError` if not."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CnnlabError(f"{run_dir}: no such run folder")
+    for name in ("config.yaml", "run.json"):
+        if not (run_dir / name).is_file():
+            raise CnnlabError(f"{run_dir}: not a run folder (no {name})")
+    info = _read_json(run_dir / "run.json")
+    if not (run_dir / "model.safetensors").is_file():
+        status = info.get("status", "unknown")
+        raise CnnlabError(
+            f"{run_dir}: the run has no model.safetensors (status: {status}); finish it first "
+            f"with cnnlab train --resume {run_dir}"
+        )
+    history_path = run_dir / "history.csv"
+    history = _read_history(history_path) if history_path.is_file() else []
+    return RunRecord(
+        path=run_dir,
+        label=label,
+        config_text=(run_dir / "config.yaml").read_text(),
+        info=info,
+        history=history,
+        metrics=_test_metrics(run_dir),
+    )
+
+
+def _test_metrics(run_dir: Path) -> dict[str, Any]:
+    """``metrics-test.json``, evaluated first if missing or older than ``model.safetensors``."""
+    path = run_dir / METRICS_FILE
+    model = run_dir / "model.safetensors"
+    if path.is_file() and path.stat().st_mtime >= model.stat().st_mtime:
+        return _read_json(path)
+    from cnnlab.evaluate import evaluate_run
+
+    try:
+        return evaluate_run(run_dir, "test", write=os.access(run_dir, os.W_OK))
+    except CnnlabError as exc:
+        raise CnnlabError(f"{run_dir}: no {METRICS_FILE}, and evaluating failed: {exc}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CnnlabError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(data, dict):
+        raise CnnlabError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    from cnnlab.training.run import read_history
+
+    try:
+        return read_history(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise CnnlabError(f"{path}: cannot read the history ({exc})") from None
