@@ -46,6 +46,7 @@ class TrainConfig:
     lr_step_epochs: int = 5
     loss: str = "cross_entropy"
     label_smoothing: float = 0.0
+    head_weights: dict[str, Any] = field(default_factory=dict)
     augment_shift: int = 0
     eval_batch_size: int = 2048
 

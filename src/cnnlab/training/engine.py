@@ -17,7 +17,8 @@ from cnnlab.models.inference import Preprocess
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.config import RunConfig
 from cnnlab.training.distributed import Distributed
-from cnnlab.training.optim import LossFn, build_loss, build_optimizer, build_scheduler
+from cnnlab.training.objectives import objective_for
+from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.progress import Progress
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -33,7 +34,7 @@ class Position:
 
     epoch: int = 0
     batch: int = 0
-    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss*n, correct, n
+    sums: list[float] = field(default_factory=list)  # loss*n, correct, n, *extra (objective)
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -88,14 +89,21 @@ class Engine:
         self.preprocess = Preprocess(
             dataset.channels, dataset.image_size, dataset.mean, dataset.std
         )
+        self.objective = objective_for(self.model, dataset, self.t)
         self.train_images = dataset.train.images.to(device)
-        self.train_labels = dataset.train.labels.to(device)
         self.test_images = dataset.test.images.to(device)
-        self.test_labels = dataset.test.labels.to(device)
+        self.train_targets = {
+            k: v.to(device) for k, v in self.objective.targets(dataset.train).items()
+        }
+        self.test_targets = {
+            k: v.to(device) for k, v in self.objective.targets(dataset.test).items()
+        }
         self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), self.t)
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
-        self.loss_fn: LossFn = build_loss(self.t, dataset.num_classes)
+        self.columns = HISTORY_COLUMNS + tuple(
+            f"{part}_{name}" for part in ("train", "test") for name in self.objective.extra
+        )
 
     # -- state ----------------------------------------------------------------------------
     def state(self, position: Position) -> dict[str, Any]:
@@ -106,7 +114,7 @@ class Engine:
             "rng": torch.get_rng_state(),
             "epoch": position.epoch,
             "batch": position.batch,
-            "sums": torch.tensor(position.sums, dtype=torch.float64),
+            "sums": torch.tensor(position.sums or self._zeros().tolist(), dtype=torch.float64),
             "seconds": position.seconds,
             "history": position.history,
         }
@@ -133,25 +141,23 @@ class Engine:
         """Train from ``position`` to the last epoch; ``on_epoch(position)`` after each epoch."""
         while position.epoch < self.t.epochs:
             self._train_epoch(position)
-            test_loss, test_acc = self.evaluate()
-            loss_sum, correct, count = self.dist.sum(
-                torch.tensor(position.sums, dtype=torch.float64)
-            ).tolist()
+            test = self.evaluate()
+            train = self.dist.sum(torch.tensor(position.sums, dtype=torch.float64))
             row = {
                 "epoch": position.epoch + 1,
-                "train_loss": loss_sum / count,
-                "train_acc": correct / count,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
+                **self._averages("train", train),
+                **self._averages("test", test),
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": position.seconds,
             }
+            row = {k: row[k] for k in self.columns}
             position.history.append(row)
             position.epoch, position.batch = position.epoch + 1, 0
-            position.sums, position.seconds = [0.0, 0.0, 0.0], 0.0
+            position.sums, position.seconds = [], 0.0
             self.progress.end_epoch(
                 f"epoch {row['epoch']}/{self.t.epochs}  train loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
+                f"acc {row['test_acc']:.4f}  "
                 f"({row['seconds']:.1f} s)"
             )
             self._checkpoint("last", position)
@@ -166,17 +172,15 @@ class Engine:
         t, seed, epoch = self.t, self.config.seed, position.epoch
         order = epoch_order(len(self.dataset.train), seed, epoch, self.device)
         self.trained.train()
-        sums = torch.tensor(position.sums, dtype=torch.float64)
+        sums = torch.tensor(position.sums, dtype=torch.float64) if position.sums else self._zeros()
         self.progress.start_epoch(epoch + 1, t.epochs, self.steps_per_epoch, position.batch)
         started = time.perf_counter() - position.seconds
         batch = position.batch
         try:
             for batch in range(position.batch, self.steps_per_epoch):
                 index = self.dist.shard(order[batch * t.batch_size : (batch + 1) * t.batch_size])
-                loss, correct = self._step(index, epoch, batch)
-                sums += torch.tensor(
-                    [loss * index.numel(), correct, index.numel()], dtype=torch.float64
-                )
+                loss, batch_sums = self._step(index, epoch, batch)
+                sums += batch_sums
                 if not math.isfinite(loss):
                     self._diverged(position, epoch, batch, loss)
                 if batch % 20 == 19:
@@ -197,22 +201,29 @@ class Engine:
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         return self.preprocess(images).contiguous(memory_format=torch.channels_last)
 
-    def _step(self, index: torch.Tensor, epoch: int, batch: int) -> tuple[float, int]:
+    def _step(self, index: torch.Tensor, epoch: int, batch: int) -> tuple[float, torch.Tensor]:
         images = self.train_images.index_select(0, index)
-        labels = self.train_labels.index_select(0, index)
+        targets = {k: v.index_select(0, index) for k, v in self.train_targets.items()}
         if self.t.augment_shift > 0:
             generator = torch.Generator().manual_seed(
                 (self.config.seed * 1_000_003 + epoch) * 100_003 + batch
             )
             images = random_shift(images, self.t.augment_shift, generator)
-        logits = self.trained(self._input(images))
-        loss = self.loss_fn(logits, labels)
+        loss, sums = self.objective.score(self.trained(self._input(images)), targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        correct = int((logits.detach().argmax(dim=1) == labels).sum())
-        return float(loss.detach()), correct
+        return float(loss.detach()), sums
+
+    def _zeros(self) -> torch.Tensor:
+        return torch.zeros(3 + len(self.objective.extra), dtype=torch.float64)
+
+    def _averages(self, part: str, sums: torch.Tensor) -> dict[str, float]:
+        """Per-image means of an epoch's sums: loss, accuracy and the objective's extras."""
+        values = (sums / sums[2]).tolist()
+        names = ("loss", "acc", None, *self.objective.extra)
+        return {f"{part}_{name}": v for name, v in zip(names, values, strict=True) if name}
 
     def _diverged(self, position: Position, epoch: int, batch: int, loss: float) -> None:
         where = (
@@ -226,19 +237,14 @@ class Engine:
         )
 
     @torch.inference_mode()
-    def evaluate(self) -> tuple[float, float]:
-        """Test loss and accuracy over the whole test split, in large batches."""
+    def evaluate(self) -> torch.Tensor:
+        """Sums of the objective over the whole test split (all processes), in large batches."""
         self.model.eval()
         index = self.dist.shard(torch.arange(self.test_images.shape[0], device=self.device))
-        totals = torch.zeros(3, dtype=torch.float64)
+        totals = self._zeros()
         for start in range(0, index.numel(), self.t.eval_batch_size):
             part = index[start : start + self.t.eval_batch_size]
-            labels = self.test_labels.index_select(0, part)
-            logits = self.model(self._input(self.test_images.index_select(0, part)))
-            loss = self.loss_fn(logits, labels)
-            totals += torch.tensor(
-                [float(loss) * part.numel(), int((logits.argmax(1) == labels).sum()), part.numel()],
-                dtype=torch.float64,
-            )
-        loss_sum, correct, count = self.dist.sum(totals).tolist()
-        return loss_sum / count, correct / count
+            targets = {k: v.index_select(0, part) for k, v in self.test_targets.items()}
+            outputs = self.model(self._input(self.test_images.index_select(0, part)))
+            totals += self.objective.score(outputs, targets)[1]
+        return self.dist.sum(totals)

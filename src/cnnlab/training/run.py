@@ -257,10 +257,11 @@ def _set_status(run_dir: Path, status: str) -> None:
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    columns = list(history[0]) if history else list(HISTORY_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: (row[k] if k == "epoch" else f"{row[k]:.6g}") for k in HISTORY_COLUMNS})
+        writer.writerow({k: (row[k] if k == "epoch" else f"{row[k]:.6g}") for k in columns})
     with atomic_open(path) as handle:
         handle.write(buffer.getvalue())
 
