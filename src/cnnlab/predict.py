@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,9 @@ import torch
 
 from cnnlab.data.npzio import read_npz
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.heads import compose_class, head_probabilities
 from cnnlab.fileio import atomic_open
-from cnnlab.models.inference import Preprocess
+from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.training.run import Run, load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -22,10 +23,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 @dataclass(frozen=True)
 class Prediction:
+    """One image's predicted class; for a multi-head model also each head's level and
+    probability (the class is composed from the heads; its probability is their product)."""
+
     source: str
     index: int
     name: str
     probability: float
+    heads: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 def read_images(source: str | Path, preprocess: Preprocess) -> tuple[torch.Tensor, list[str]]:
@@ -101,20 +106,46 @@ def predict(run: Run | str | Path, source: str | Path) -> list[Prediction]:
     if not isinstance(run, Run):
         run = load_run(run)
     images, labels = read_images(source, run.preprocess)
-    probabilities = run.predict_proba(images)
-    best, index = probabilities.max(dim=1)
+    outputs = batched_outputs(run.model, images, run.preprocess)
+    if not isinstance(outputs, dict):
+        best, index = outputs.softmax(dim=1).max(dim=1)
+        return [
+            Prediction(label, int(i), run.class_names[int(i)], float(p))
+            for label, i, p in zip(labels, index, best, strict=True)
+        ]
+    probabilities = head_probabilities(outputs)
+    levels = {name: p.argmax(dim=1).numpy() for name, p in probabilities.items()}
+    confidence = {name: p.max(dim=1).values for name, p in probabilities.items()}
+    classes = compose_class(levels, run.factor_levels)
+    joint = torch.stack(list(confidence.values())).prod(dim=0)
     return [
-        Prediction(label, int(i), run.class_names[int(i)], float(p))
-        for label, i, p in zip(labels, index, best, strict=True)
+        Prediction(
+            label,
+            int(c),
+            run.class_names[int(c)],
+            float(joint[k]),
+            {
+                name: (str(run.factor_levels[name][levels[name][k]]), float(confidence[name][k]))
+                for name in outputs
+            },
+        )
+        for k, (label, c) in enumerate(zip(labels, classes, strict=True))
     ]
 
 
 def predictions_csv(predictions: list[Prediction]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["input", "class_index", "class_name", "probability"])
+    heads = list(predictions[0].heads) if predictions else []
+    writer.writerow(
+        ["input", "class_index", "class_name", "probability"]
+        + [column for h in heads for column in (h, f"{h}_probability")]
+    )
     for p in predictions:
-        writer.writerow([p.source, p.index, p.name, f"{p.probability:.6f}"])
+        writer.writerow(
+            [p.source, p.index, p.name, f"{p.probability:.6f}"]
+            + [v for h in heads for v in (p.heads[h][0], f"{p.heads[h][1]:.6f}")]
+        )
     return buffer.getvalue()
 
 

@@ -30,6 +30,52 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+def conv_stages(
+    in_channels: int,
+    image_size: tuple[int, int],
+    channels: Sequence[int],
+    convs_per_stage: int,
+    kernel_size: int,
+    downsample: str,
+    batchnorm: bool,
+    dropout: float,
+) -> tuple[nn.Sequential, int, list[int]]:
+    """VGG-like conv stages; returns them with the output channels and spatial size."""
+    if downsample not in ("maxpool", "stride", "none"):
+        raise ValueError(f"downsample must be maxpool, stride or none, got {downsample!r}")
+    if kernel_size < 1 or convs_per_stage < 1 or not channels:
+        raise ValueError("kernel_size, convs_per_stage and channels must be positive")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    size = list(image_size)
+    previous, n = in_channels, 0
+    for stage, width in enumerate(channels, start=1):
+        for i in range(convs_per_stage):
+            n += 1
+            stride = 2 if downsample == "stride" and i == convs_per_stage - 1 else 1
+            # 'same' padding; an even kernel pads one side more (asymmetric), as Keras does.
+            pad = kernel_size - 1
+            if pad % 2:
+                layers[f"pad{n}"] = nn.ZeroPad2d((pad // 2, pad - pad // 2) * 2)
+                padding = 0
+            else:
+                padding = pad // 2
+            layers[f"conv{n}"] = nn.Conv2d(
+                previous, width, kernel_size, stride=stride, padding=padding, bias=not batchnorm
+            )
+            if batchnorm:
+                layers[f"bn{n}"] = nn.BatchNorm2d(width)
+            layers[f"relu{n}"] = nn.ReLU()
+            previous = width
+            if stride == 2:
+                size = [(s + 1) // 2 for s in size]
+        if downsample == "maxpool":
+            layers[f"pool{stage}"] = nn.MaxPool2d(2, 2)
+            size = [s // 2 for s in size]
+        if dropout > 0:
+            layers[f"drop{stage}"] = nn.Dropout(dropout)
+    return nn.Sequential(layers), previous, size
+
+
 @register_model("part1")
 def part1(in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28)) -> ConvNet:
     """The study's prescribed net.
@@ -80,41 +126,18 @@ def convnet(
     the flattened map) or ``"avgpool"`` (global average pooling first). ``dense`` lists hidden
     dense widths, each followed by ReLU and ``dense_dropout``.
     """
-    if downsample not in ("maxpool", "stride", "none"):
-        raise ValueError(f"downsample must be maxpool, stride or none, got {downsample!r}")
     if head not in ("flatten", "avgpool"):
         raise ValueError(f"head must be flatten or avgpool, got {head!r}")
-    if kernel_size < 1 or convs_per_stage < 1 or not channels:
-        raise ValueError("kernel_size, convs_per_stage and channels must be positive")
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    size = list(image_size)
-    previous, n = in_channels, 0
-    for stage, width in enumerate(channels, start=1):
-        for i in range(convs_per_stage):
-            n += 1
-            stride = 2 if downsample == "stride" and i == convs_per_stage - 1 else 1
-            # 'same' padding; an even kernel pads one side more (asymmetric), as Keras does.
-            pad = kernel_size - 1
-            if pad % 2:
-                layers[f"pad{n}"] = nn.ZeroPad2d((pad // 2, pad - pad // 2) * 2)
-                padding = 0
-            else:
-                padding = pad // 2
-            layers[f"conv{n}"] = nn.Conv2d(
-                previous, width, kernel_size, stride=stride, padding=padding, bias=not batchnorm
-            )
-            if batchnorm:
-                layers[f"bn{n}"] = nn.BatchNorm2d(width)
-            layers[f"relu{n}"] = nn.ReLU()
-            previous = width
-            if stride == 2:
-                size = [(s + 1) // 2 for s in size]
-        if downsample == "maxpool":
-            layers[f"pool{stage}"] = nn.MaxPool2d(2, 2)
-            size = [s // 2 for s in size]
-        if dropout > 0:
-            layers[f"drop{stage}"] = nn.Dropout(dropout)
-    features = nn.Sequential(layers)
+    features, previous, size = conv_stages(
+        in_channels,
+        image_size,
+        channels,
+        convs_per_stage,
+        kernel_size,
+        downsample,
+        batchnorm,
+        dropout,
+    )
 
     head_layers: OrderedDict[str, nn.Module] = OrderedDict()
     if head == "avgpool":

@@ -13,7 +13,7 @@ import json
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,13 @@ class Run:
     model: nn.Module
     preprocess: Preprocess
     class_names: tuple[str, ...]
+    factor_levels: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def predict_proba(self, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-        """Class probabilities for uint8 (N, C, H, W) images."""
+        """Class probabilities for uint8 (N, C, H, W) images (single-head models)."""
         logits = batched_outputs(self.model, images, self.preprocess, batch_size)
+        if isinstance(logits, dict):
+            raise CnnlabError("a multi-head model has one probability per head: use predict()")
         return logits.softmax(dim=1)
 
 
@@ -303,7 +306,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     load_weights(run_dir / "model.safetensors", model)
     history_path = run_dir / "history.csv"
     history = read_history(history_path) if history_path.is_file() else []
-    return Run(run_dir, config, history, model.to(device).eval(), preprocess, class_names)
+    levels = {k: tuple(v) for k, v in info["dataset"].get("factor_levels", {}).items()}
+    return Run(run_dir, config, history, model.to(device).eval(), preprocess, class_names, levels)
 
 
 def _git_commit() -> str | None:
