@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.dataset import compose_factors
 from cnnlab.data.npzio import read_npz
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate.heads import compose_class, head_probabilities
+from cnnlab.evaluate.heads import head_probabilities
 from cnnlab.fileio import atomic_open
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.training.run import Run, load_run
@@ -116,7 +117,7 @@ def predict(run: Run | str | Path, source: str | Path) -> list[Prediction]:
     probabilities = head_probabilities(outputs)
     levels = {name: p.argmax(dim=1).numpy() for name, p in probabilities.items()}
     confidence = {name: p.max(dim=1).values for name, p in probabilities.items()}
-    classes = compose_class(levels, run.factor_levels)
+    classes = compose_factors(levels, run.factor_levels)
     joint = torch.stack(list(confidence.values())).prod(dim=0)
     return [
         Prediction(

@@ -168,3 +168,27 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.
         members = np.flatnonzero(labels == cls)
         is_test[rng.permutation(members)[:k]] = True
     return is_test
+
+
+def decode_factors(
+    classes: np.ndarray, factor_levels: dict[str, tuple[Any, ...]]
+) -> dict[str, np.ndarray]:
+    """Each factor's level index for each class index: a class index is a mixed-radix number
+    over the factors in order (the last factor varies fastest)."""
+    sizes = [len(levels) for levels in factor_levels.values()]
+    out: dict[str, np.ndarray] = {}
+    stride = int(np.prod(sizes))
+    for name, size in zip(factor_levels, sizes, strict=True):
+        stride //= size
+        out[name] = (np.asarray(classes) // stride) % size
+    return out
+
+
+def compose_factors(
+    level_index: dict[str, np.ndarray], factor_levels: dict[str, tuple[Any, ...]]
+) -> np.ndarray:
+    """The class index of each combination of factor levels (the inverse of decode_factors)."""
+    index = np.zeros_like(np.asarray(level_index[next(iter(factor_levels))]))
+    for name, levels in factor_levels.items():
+        index = index * len(levels) + np.asarray(level_index[name])
+    return index

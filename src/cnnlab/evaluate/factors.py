@@ -10,18 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.data.dataset import decode_factors as decode
 from cnnlab.evaluate.metrics import classification_metrics
-
-
-def decode(classes: np.ndarray, factor_levels: dict[str, tuple[Any, ...]]) -> dict[str, np.ndarray]:
-    """Each factor's level index for each class index (the inverse of the class formula)."""
-    sizes = [len(levels) for levels in factor_levels.values()]
-    out: dict[str, np.ndarray] = {}
-    stride = int(np.prod(sizes))
-    for name, size in zip(factor_levels, sizes, strict=True):
-        stride //= size
-        out[name] = (np.asarray(classes) // stride) % size
-    return out
 
 
 def describe_difference(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.data.dataset import compose_factors
 from cnnlab.evaluate.factors import factor_analysis
 from cnnlab.evaluate.metrics import classification_metrics
 
@@ -26,16 +27,6 @@ def head_probabilities(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         else:
             probabilities[name] = logits.float().softmax(dim=1)
     return probabilities
-
-
-def compose_class(
-    head_levels: dict[str, np.ndarray], factor_levels: dict[str, tuple[Any, ...]]
-) -> np.ndarray:
-    """The combined class index (mixed radix in the dataset's factor order) from head levels."""
-    index = np.zeros_like(next(iter(head_levels.values())))
-    for name, levels in factor_levels.items():
-        index = index * len(levels) + head_levels[name]
-    return index
 
 
 def multihead_metrics(
@@ -59,7 +50,7 @@ def multihead_metrics(
         for name in outputs
     }
     joint = np.logical_and.reduce([predicted[n] == truth[n] for n in outputs])
-    decoded = compose_class(predicted, factor_levels)
+    decoded = compose_factors(predicted, factor_levels)
     metrics = {
         **classification_metrics(labels, decoded, len(class_names)),
         "joint_accuracy": float(joint.mean()),

@@ -20,7 +20,8 @@ class DataConfig:
     """Which dataset, and how much of it.
 
     ``dataset`` is ``mnist``, ``lines``, a ``lines.npz`` path or a folder of IDX files.
-    ``train_limit``/``test_limit`` keep a seeded stratified-by-chance subset (quick runs, tests).
+    ``train_limit``/``test_limit`` keep a seeded random subset (quick runs, tests). ``holdout``
+    keeps factor combinations out of training and tests on them (see cnnlab.data.holdout).
     """
 
     dataset: str = "mnist"
@@ -29,6 +30,7 @@ class DataConfig:
     lines: dict[str, Any] = field(default_factory=dict)
     train_limit: int | None = None
     test_limit: int | None = None
+    holdout: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from cnnlab.data.dataset import ImageDataset, Split
+from cnnlab.data.holdout import apply_holdout
 from cnnlab.data.registry import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open, write_json
@@ -71,6 +72,8 @@ def prepare_dataset(config: RunConfig) -> ImageDataset:
         mnist_split=d.mnist_split,
         lines=d.lines,
     )
+    if d.holdout:
+        dataset = apply_holdout(dataset, d.holdout, config.seed)
     if d.train_limit is None and d.test_limit is None:
         return dataset
     return ImageDataset(

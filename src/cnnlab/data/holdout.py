@@ -1,0 +1,88 @@
+"""Held-out combinations: factor combinations kept out of training and tested on.
+
+A 96-way classifier cannot name a class it never saw; a multi-head network can, by composing
+factors it learnt from other combinations. ``holdout`` specs say which combinations to hold out:
+``{"combinations": [{"color": "blue", "width": 3, "angle": 90}], "random_fraction": 0.1}``
+(every class matching any listed combination, plus a seeded random share of all classes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.data.dataset import ImageDataset, Split, decode_factors
+from cnnlab.errors import CnnlabError
+
+HOLDOUT_KEYS = ("combinations", "random_fraction")
+
+
+def holdout_classes(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> np.ndarray:
+    """The class indices that ``spec`` holds out, sorted."""
+    unknown = sorted(set(spec) - set(HOLDOUT_KEYS))
+    if unknown:
+        raise CnnlabError(
+            f"data.holdout: unknown key(s) {', '.join(unknown)}; valid: {', '.join(HOLDOUT_KEYS)}"
+        )
+    levels = dataset.factor_levels
+    if not levels:
+        raise CnnlabError(f"data.holdout needs a dataset with factors; {dataset.name} has none")
+    classes = np.arange(dataset.num_classes)
+    index = decode_factors(classes, levels)
+    chosen = np.zeros(classes.size, dtype=bool)
+    for combination in spec.get("combinations", []):
+        match = np.ones(classes.size, dtype=bool)
+        for factor, value in combination.items():
+            if factor not in levels:
+                raise CnnlabError(
+                    f"data.holdout: no factor {factor!r}; factors: {', '.join(levels)}"
+                )
+            names = [str(v) for v in levels[factor]]
+            if str(value) not in names:
+                raise CnnlabError(
+                    f"data.holdout: {factor} has no level {value!r}; levels: {', '.join(names)}"
+                )
+            match &= index[factor] == names.index(str(value))
+        chosen |= match
+    fraction = float(spec.get("random_fraction", 0.0))
+    if not 0.0 <= fraction < 1.0:
+        raise CnnlabError(f"data.holdout.random_fraction must be in [0, 1), got {fraction}")
+    if fraction:
+        rng = np.random.default_rng(seed)
+        chosen[rng.permutation(classes.size)[: round(fraction * classes.size)]] = True
+    if not chosen.any():
+        raise CnnlabError("data.holdout holds out no class: name combinations or a random_fraction")
+    if chosen.all():
+        raise CnnlabError("data.holdout holds out every class: nothing is left to train on")
+    return classes[chosen]
+
+
+def apply_holdout(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> ImageDataset:
+    """Train on the other classes; test on every image (train and test parts) of held-out ones."""
+    held = torch.from_numpy(holdout_classes(dataset, spec, seed))
+
+    def keep(split: Split, unseen: bool) -> Split:
+        mask = torch.isin(split.labels, held)
+        return split.subset(mask if unseen else ~mask)
+
+    train, test = keep(dataset.train, False), keep(dataset.train, True)
+    rest = keep(dataset.test, True)
+    test = Split(
+        torch.cat([test.images, rest.images]),
+        torch.cat([test.labels, rest.labels]),
+        {k: torch.cat([test.factors[k], rest.factors[k]]) for k in test.factors},
+        None if test.masks is None else torch.cat([test.masks, rest.masks]),
+    )
+    return ImageDataset(
+        name=dataset.name,
+        train=train,
+        test=test,
+        class_names=dataset.class_names,
+        factor_levels=dataset.factor_levels,
+        provenance={
+            **dataset.provenance,
+            "holdout": {**spec, "classes": [dataset.class_names[i] for i in held.tolist()]},
+        },
+    )
