@@ -31,7 +31,10 @@ GOALS = {
     "part2-mnist": 0.995,
     "part2-lines": 0.999,
     "speedrun-mnist": 0.990,
+    "multihead-lines": 0.998,  # joint accuracy (all four heads right)
+    "multihead-lines-plus": 0.998,
 }
+STUDY_HEADS = {"length": 0.9982, "width": 0.9987, "color": 0.9999, "angle": 0.9588}
 
 
 def run_once(preset: str, seed: int, out: Path, overrides: list[str]) -> tuple[float, float]:
@@ -45,6 +48,12 @@ def run_once(preset: str, seed: int, out: Path, overrides: list[str]) -> tuple[f
             shutil.rmtree(folder)
         train(preset, out=folder, overrides=(f"seed={seed}", *overrides), quiet=True)
     history = read_history(folder / "history.csv")
+    heads = [h for h in STUDY_HEADS if f"test_{h}_acc" in history[-1]]
+    if heads:
+        print(
+            f"  {folder.name}: "
+            + ", ".join(f"{h} {history[-1][f'test_{h}_acc']:.4f}" for h in heads)
+        )
     return history[-1]["test_acc"], sum(row["seconds"] for row in history)
 
 
