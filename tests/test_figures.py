@@ -138,3 +138,35 @@ def test_per_class_f1_grouped_by_factor_and_flat(tmp_path: Path, lines_metrics: 
     assert flat.height > 2000  # one named bar per class
     ten = assert_png(figures.plot_per_class_f1([0.9] * 10, list("0123456789"), tmp_path / "t.png"))
     assert ten.height < 800
+
+
+def _heads() -> dict:
+    heads = {}
+    for name in ("length", "width", "color", "angle"):
+        k = len(LEVELS[name])
+        labels, predicted = _predictions(k, error=0.3)
+        heads[name] = {"levels": [str(v) for v in LEVELS[name]]}
+        heads[name].update(classification_metrics(labels, predicted, k))
+    return heads
+
+
+def test_head_confusions(tmp_path: Path) -> None:
+    image = assert_png(figures.plot_head_confusions(_heads(), tmp_path / "heads.png"), 1000)
+    assert image.width > 2 * image.height  # 2x2, 2x2, 2x2 and 12x12 in one row
+    with pytest.raises(ValueError, match="no heads"):
+        figures.plot_head_confusions({}, tmp_path / "none.png")
+
+
+def test_head_curves(tmp_path: Path) -> None:
+    history = []
+    for row in _history(6, 1.0):
+        for i, name in enumerate(("length", "width", "color", "angle")):
+            for split in ("train", "test"):
+                row[f"{split}_{name}_acc"] = row[f"{split}_acc"] ** (1 / (i + 1))
+                row[f"{split}_{name}_loss"] = row[f"{split}_loss"] / 10**i
+        history.append(row)
+    heads = ["length", "width", "color", "angle"]
+    path = figures.plot_head_curves(history, heads, tmp_path / "head-curves.png")
+    assert_png(path, 1000)
+    assert path.with_suffix(".svg").is_file()
+    assert_png(figures.plot_head_curves([], heads, tmp_path / "empty.png", svg=False), 1000)

@@ -78,8 +78,15 @@ def test_report_has_every_section(report: dict[str, str]) -> None:
 def test_comparison_links_each_run(report: dict[str, str]) -> None:
     page = report["html"]
     comparison = page[page.index("<h2>Comparison</h2>") : page.index("<section class='run'")]
-    for column in ("dataset", "model", "parameters", "epochs", "test accuracy", "train time"):
+    for column in ("dataset", "model", "kind", "epochs", "test accuracy", "train time"):
         assert f">{column}</th>" in comparison
+    assert "accuracy per factor of the predicted class" in comparison
+    for factor in ("length", "width", "angle", "color"):
+        assert f"<th class=num>{factor}</th>" in comparison
+    assert comparison.count(">96-way</td>") == 2
+    # the second run's seed draws other Lines images: the page says so
+    assert "do not all test on the same images" in comparison
+    assert "lines alone (384 images)" in comparison
     for i in (1, 2):
         assert f"<a href='#run-{i}'>" in comparison
         assert f"<section class='run' id='run-{i}'>" in page

@@ -1,4 +1,5 @@
-"""Report figures: learning curves, confusion matrices (small and factorised), per-class F1.
+"""Report figures: learning curves, confusion matrices (small and factorised), per-class F1,
+and a multi-head net's per-head confusion matrices and learning curves.
 
 Every function draws on its own matplotlib ``Figure`` (Agg renderer, no pyplot state, so it is
 safe without a display), writes the PNG atomically and returns the PNG's path.
@@ -334,24 +335,111 @@ def _label_factor_axes(ax: Axes, layout: _Layout) -> None:
         secondary.tick_params(length=0, labelsize=9.5)
 
 
-def _draw_factor_panel(ax: Axes, name: str, factor: Mapping[str, Any]) -> None:
+def _draw_factor_panel(
+    ax: Axes, name: str, factor: Mapping[str, Any], *, large: bool = False
+) -> None:
     counts = np.asarray(factor["confusion"], dtype=np.int64)
     share = _row_normalised(counts)
     levels = [str(v) for v in factor["levels"]]
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    font = 8.0 if len(levels) <= 4 else 6.5
+    scale = 1.3 if large else 1.0
+    font = scale * (8.0 if len(levels) <= 4 else 6.5)
     for (r, c), count in np.ndenumerate(counts):
         if count:
             colour = "white" if share[r, c] > 0.55 else "black"
             ax.text(c, r, str(count), ha="center", va="center", fontsize=font, color=colour)
     ticks = range(len(levels))
     rotate = 90 if len(levels) > 4 else 0
-    ax.set_xticks(ticks, levels, fontsize=7, rotation=rotate)
-    ax.set_yticks(ticks, levels, fontsize=7)
+    ax.set_xticks(ticks, levels, fontsize=7 * scale, rotation=rotate)
+    ax.set_yticks(ticks, levels, fontsize=7 * scale)
     ax.tick_params(length=2, pad=1)
-    ax.set_xlabel("predicted", fontsize=8)
-    ax.set_ylabel("true", fontsize=8)
-    ax.set_title(f"{name}: accuracy {factor['accuracy']:.1%}", fontsize=9)
+    ax.set_xlabel("predicted", fontsize=8 * scale)
+    ax.set_ylabel("true", fontsize=8 * scale)
+    ax.set_title(f"{name}: accuracy {factor['accuracy']:.1%}", fontsize=9 * scale)
+
+
+# -- multi-head ---------------------------------------------------------------------------------
+
+
+def plot_head_confusions(heads: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Each head's own confusion matrix side by side (e.g. 2x2, 2x2, 2x2, 12x12).
+
+    ``heads`` is ``metrics-test.json``'s ``heads``: per head its ``levels``, ``confusion`` and
+    ``accuracy``. Numbers are counts; colour is the share of the true level.
+    """
+    items = list(heads.items())
+    if not items:
+        raise ValueError("no heads to draw")
+    # a small matrix gets half the side of a 12x12 one: readable, and the row stays short
+    widths = [max(1.0, len(h["levels"]) / 7.5) for _, h in items]
+    fig = Figure(figsize=(min(1.0 + 2.6 * sum(widths), 16.0), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(items), width_ratios=widths)
+    for ax, (name, head) in zip(np.atleast_1d(axes), items, strict=True):
+        _draw_factor_panel(ax, name, head, large=True)
+    fig.suptitle(
+        "Confusion matrix of each head (numbers: counts; colour: share of the true level)",
+        fontsize=11,
+    )
+    return _save(fig, path)
+
+
+def plot_head_curves(
+    history: Sequence[Mapping[str, float]], heads: Sequence[str], path: Path, *, svg: bool = True
+) -> Path:
+    """Per-head accuracy (with the joint accuracy) and loss per epoch, test solid, train dashed.
+
+    ``history`` holds ``history.csv`` rows with ``train_<head>_acc``, ``test_<head>_loss`` and
+    so on for every head in ``heads``; ``train_acc``/``test_acc`` are the joint accuracy.
+    """
+    fig = Figure(figsize=(11.2, 3.9), layout="constrained")
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    marker = "o" if len(epochs) <= 30 else None
+    colours = _palette(len(heads))
+    losses: list[float] = []
+    handles: list[Line2D] = []
+
+    def draw(ax: Axes, key: str, colour: Any, lw: float = 1.6) -> list[float]:
+        values = []
+        for prefix, style in (("train_", "--"), ("test_", "-")):
+            column = prefix + key
+            if history and column in history[0]:
+                ys = [row[column] for row in history]
+                values += ys
+                ax.plot(epochs, ys, style, color=colour, marker=marker, markersize=3.5, lw=lw)
+        return values
+
+    for name, colour in zip(heads, colours, strict=True):
+        draw(acc_ax, f"{name}_acc", colour)
+        losses += draw(loss_ax, f"{name}_loss", colour)
+        handles.append(Line2D([], [], color=colour, lw=2, label=name))
+    if history and "test_acc" in history[0]:
+        draw(acc_ax, "acc", "black", lw=2.2)
+        handles.append(Line2D([], [], color="black", lw=2.2, label="joint (all heads right)"))
+    handles += [
+        Line2D([], [], color="0.35", ls="-", label="test"),
+        Line2D([], [], color="0.35", ls="--", label="train"),
+    ]
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    acc_ax.set_title("Accuracy per head per epoch")
+    positive = [v for v in losses if v > 0]
+    if positive and max(positive) / min(positive) > 20:
+        loss_ax.set_yscale("log")
+        loss_ax.set_ylabel("loss (log scale)")
+    else:
+        loss_ax.set_ylabel("loss")
+    loss_ax.set_title("Loss per head per epoch")
+    for ax in (acc_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if not epochs:
+            ax.text(
+                0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes
+            )
+    fig.legend(handles=handles, loc="outside right center", fontsize=8.5, framealpha=0.85)
+    return _save(fig, path, svg=svg)
 
 
 # -- per-class F1 -------------------------------------------------------------------------------

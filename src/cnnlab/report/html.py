@@ -26,11 +26,19 @@ from cnnlab.report.markdown import markdown_summary
 from cnnlab.report.records import RunRecord, read_runs
 from cnnlab.report.summary import (
     COMPARISON_COLUMNS,
+    FACTOR_SUFFIX,
+    TEXT_COLUMNS,
     compact_json,
+    comparison_columns,
     comparison_row,
     duration,
     fraction,
+    groups_by_test_set,
+    head_rows,
+    holdout_facts,
+    holdout_lines,
     integer,
+    mixed_test_sets_note,
     percent,
 )
 
@@ -122,35 +130,83 @@ def _contents(records: Sequence[RunRecord]) -> str:
 
 
 def _comparison(records: Sequence[RunRecord], fig_dir: Path, svg: bool) -> str:
+    columns = comparison_columns(records)
+    factor_columns = columns[len(COMPARISON_COLUMNS) :]
+    bold = {"test accuracy", *factor_columns}
+    rows_text = [comparison_row(record) for record in records]
+    best: dict[str, set[int]] = {column: set() for column in bold}
+    for group in groups_by_test_set(records):
+        for column in bold:
+            values = [
+                (float(rows_text[i][column]), i) for i in group if _number(rows_text[i], column)
+            ]
+            top = max((v for v, _ in values), default=None)
+            best[column] |= {i for v, i in values if v == top and len(values) > 1}
     rows = []
-    best = _best_index(records, "accuracy")
-    for i, record in enumerate(records, 1):
-        row = comparison_row(record)
-        cells: list[Any] = [Raw(f"<a href='#run-{i}'>{esc(row['run'])}</a>")]
-        for column in COMPARISON_COLUMNS[1:]:
-            text = esc(row[column])
-            strong = i - 1 == best and column == "test accuracy"
-            cells.append(Raw(f"<strong>{text}</strong>" if strong else text))
+    for i, row in enumerate(rows_text):
+        cells: list[Any] = [Raw(f"<a href='#run-{i + 1}'>{esc(row['run'])}</a>")]
+        for column in columns[1:]:
+            text = esc(row.get(column, "–"))
+            cells.append(Raw(f"<strong>{text}</strong>" if i in best.get(column, ()) else text))
         rows.append(cells)
+    numeric = [i for i, c in enumerate(columns) if c not in TEXT_COLUMNS]
+    span = " rowspan=2" if factor_columns else ""
+    header = "".join(
+        f"<th{span}{' class=num' if i in numeric else ''}>{esc(c)}</th>"
+        for i, c in enumerate(COMPARISON_COLUMNS)
+    )
+    if factor_columns:
+        header += (
+            f"<th colspan={len(factor_columns)} class=group>accuracy per factor of the "
+            "predicted class (multi-head: per head)</th>"
+        )
+        sub = "".join(
+            f"<th class=num>{esc(c.removesuffix(FACTOR_SUFFIX))}</th>" for c in factor_columns
+        )
+        thead = f"<thead><tr>{header}</tr><tr>{sub}</tr></thead>"
+    else:
+        thead = f"<thead><tr>{header}</tr></thead>"
     histories = {r.label: r.history for r in records if r.history}
+    notes = [
+        "Test metrics from each run's <code>metrics-test.json</code>; the best test accuracy "
+        "(and per-factor accuracy) among runs on the same test images is in bold. Run names "
+        "link to their sections."
+    ]
+    if factor_columns:
+        notes.append(
+            "Test accuracy is the accuracy of the predicted class; a multi-head net's predicted "
+            "class is its heads' answers composed, so its test accuracy is its joint accuracy "
+            "(all heads right). Per factor: how often that factor of the predicted class is "
+            "right (for a multi-head net, that head's accuracy), so both kinds of net compare "
+            "in the same terms on a shared test set."
+        )
+    note = mixed_test_sets_note(records)
+    if note:
+        notes.append(f"<strong>{esc(note)}</strong>")
     parts = [
         "<section id='comparison'>",
         "<h2>Comparison</h2>",
-        _table(COMPARISON_COLUMNS, rows, numeric=range(3, len(COMPARISON_COLUMNS))),
-        "<p class='note'>Test metrics from each run's <code>metrics-test.json</code>; the best "
-        "test accuracy is in bold. Run names link to their sections.</p>",
+        f"<div class='wide'>{_table(columns, rows, numeric, thead=thead, cls='comparison')}</div>",
+        *(f"<p class='note'>{n}</p>" for n in notes),
     ]
     if histories:
         paths = figures.plot_learning_curves(histories, fig_dir, "all-runs-curves", svg=svg)
         parts += ["<h3>Learning curves (all runs)</h3>", _figure_row(paths, "all runs")]
+        if any(r.heads for r in records):
+            parts.append(
+                "<p class='note'>For multi-head runs the curves show the joint accuracy (all "
+                "heads right) and the weighted sum of the head losses.</p>"
+            )
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _best_index(records: Sequence[RunRecord], key: str) -> int | None:
-    values = [r.metrics.get(key) for r in records]
-    known = [(v, i) for i, v in enumerate(values) if isinstance(v, int | float)]
-    return max(known)[1] if known else None
+def _number(row: dict[str, str], column: str) -> bool:
+    try:
+        float(row.get(column, "–"))
+    except ValueError:
+        return False
+    return True
 
 
 def _run_section(index: int, record: RunRecord, fig_dir: Path, svg: bool) -> str:
@@ -159,12 +215,17 @@ def _run_section(index: int, record: RunRecord, fig_dir: Path, svg: bool) -> str
         f"<section class='run' id='run-{index}'>",
         f"<h2>Run {index}: {esc(record.label)}</h2>",
         f"<p class='path'>{esc(record.path)}</p>",
+        _holdout(record),
         "<h3>Provenance</h3>",
         _provenance(record),
         "<h3>Learning curves</h3>",
         _curves(record, fig_dir, stem, svg),
         "<h3>Test metrics</h3>",
         _metrics(record),
+    ]
+    if record.heads:
+        parts += ["<h3>Heads</h3>", _heads(record, fig_dir, stem, svg)]
+    parts += [
         "<h3>Per-class metrics</h3>",
         _per_class(record, fig_dir, stem),
         "<h3>Confusion matrix</h3>",
@@ -222,7 +283,13 @@ def _curves(record: RunRecord, fig_dir: Path, stem: str, svg: bool) -> str:
         return "<p class='note'>This run has no history.csv.</p>"
     histories = {record.label: record.history}
     paths = figures.plot_learning_curves(histories, fig_dir, f"{stem}-curves", svg=svg)
-    return _figure_row(paths, record.label)
+    row = _figure_row(paths, record.label)
+    if record.heads:
+        row += (
+            "<p class='note'>Accuracy here is the joint accuracy (all heads right) and loss the "
+            "weighted sum of the head losses; each head's curves are under Heads.</p>"
+        )
+    return row
 
 
 def _metrics(record: RunRecord) -> str:
@@ -242,7 +309,17 @@ def _metrics(record: RunRecord) -> str:
         ],
         numeric=range(1, 4),
     )
-    return f"<div class='columns'><div>{overall}</div><div>{averages}</div></div>"
+    text = f"<div class='columns'><div>{overall}</div><div>{averages}</div></div>"
+    facts = holdout_facts(record)
+    if facts:
+        k = len(record.class_names)
+        text += (
+            f"<p class='note'>Only the {facts['tested']} held-out classes have test images: the "
+            f"macro and weighted averages run over all {k} classes"
+            + (" (a head's over all its levels)" if record.heads else "")
+            + ", so read the decoded-class and per-factor accuracy (above) instead.</p>"
+        )
+    return text
 
 
 def _per_class(record: RunRecord, fig_dir: Path, stem: str) -> str:
@@ -260,11 +337,13 @@ def _per_class(record: RunRecord, fig_dir: Path, stem: str) -> str:
         rows,
         numeric=(0, 2, 3, 4, 5),
     )
-    worst = sorted(range(len(names)), key=lambda i: per["f1"][i])[:3]
+    present = [i for i in range(len(names)) if per["support"][i]] or list(range(len(names)))
+    worst = sorted(present, key=lambda i: per["f1"][i])[:3]
     lowest = ", ".join(f"{names[i]} {fraction(per['f1'][i])}" for i in worst)
     open_attr = " open" if len(names) <= OPEN_CLASS_TABLE_UP_TO else ""
     details = (
-        f"<details{open_attr}><summary>Per-class table ({len(names)} classes; lowest F1: "
+        f"<details{open_attr}><summary>Per-class table ({len(names)} classes; lowest F1"
+        f"{' of classes with test images' if len(present) < len(names) else ''}: "
         f"{esc(lowest)})</summary>{table}</details>"
     )
     return _figure(path, f"Per-class F1 of {record.label}") + details
@@ -275,14 +354,20 @@ def _confusion(record: RunRecord, fig_dir: Path, stem: str) -> str:
     names = record.class_names
     path = fig_dir / f"{stem}-confusion.png"
     if record.factor_levels:
+        analysis = None if record.heads else record.factor_analysis
         figures.plot_factor_confusion(
-            m["confusion"], record.factor_levels, path, factor_analysis=record.factor_analysis
+            m["confusion"], record.factor_levels, path, factor_analysis=analysis
         )
         note = (
             "Rows are true classes, columns predicted classes, in factor order; colour is the "
-            "count on a log scale (white: none). Below: each factor's own confusion matrix "
-            "(numbers are counts, colour the share of the true level)."
+            "count on a log scale (white: none). "
         )
+        if record.heads:
+            note += "Predicted classes are the heads' answers composed; each head's (each "
+            note += "factor's) own confusion matrix is under Heads."
+        elif analysis:
+            note += "Below: each factor's own confusion matrix (numbers are counts, colour the "
+            note += "share of the true level)."
     elif len(names) <= figures.SMALL_K:
         figures.plot_confusion(m["confusion"], names, path)
         note = "Rows are true classes, columns predicted classes; blank cells are zero."
@@ -337,6 +422,143 @@ def _factor_analysis(record: RunRecord) -> str:
     return "\n".join(parts)
 
 
+def _holdout(record: RunRecord) -> str:
+    """The held-out combinations and what the run did on them, in a box under the heading."""
+    facts = holdout_facts(record)
+    if facts is None:
+        return ""
+    first, *rest = holdout_lines(record)
+    count = first.partition(": ")[0]
+    names = ", ".join(f"<code>{esc(c)}</code>" for c in facts["classes"])
+    spec = compact_json(facts["spec"]) if facts["spec"] else ""
+    items = "".join(f"<li>{esc(line[0].upper() + line[1:])}.</li>" for line in rest)
+    return (
+        "<div class='holdout'>"
+        f"<p><strong>{esc(count[0].upper() + count[1:])}:</strong> "
+        f"{names}{f' <span class=note>(data.holdout {esc(spec)})</span>' if spec else ''}.</p>"
+        f"<ul>{items}</ul></div>"
+    )
+
+
+def _heads(record: RunRecord, fig_dir: Path, stem: str, svg: bool) -> str:
+    m = record.metrics
+    heads = record.heads
+    rows = head_rows(record)
+    table_rows: list[Sequence[Any]] = [
+        (
+            Raw(f"<th>{esc(r['name'])}</th>"),
+            integer(r["levels"]),
+            fraction(r["accuracy"]),
+            fraction(1 / r["levels"]) if r["levels"] else "–",
+            fraction(r["loss"]),
+            *(fraction(r["macro"].get(k)) for k in ("precision", "recall", "f1")),
+            fraction(r["decoded"]),
+        )
+        for r in rows
+    ]
+    k = len(record.class_names)
+    table_rows.append(
+        (
+            Raw("<th>joint: all heads right</th>"),
+            integer(k),
+            Raw(f"<strong>{esc(fraction(m.get('joint_accuracy')))}</strong>"),
+            fraction(1 / k) if k else "–",
+            fraction(m.get("loss")),
+            *(fraction(m.get("macro", {}).get(x)) for x in ("precision", "recall", "f1")),
+            fraction(m.get("accuracy")),
+        )
+    )
+    table = _table(
+        (
+            "head",
+            "levels",
+            "accuracy",
+            "chance",
+            "loss",
+            "macro precision",
+            "macro recall",
+            "macro F1",
+            "decoded class: this factor's accuracy",
+        ),
+        table_rows,
+        numeric=range(1, 9),
+    )
+    disagree = [r["name"] for r in rows if not r["agrees"] or r["accuracy"] != r["decoded"]]
+    joint_ok = m.get("joint_accuracy") == m.get("accuracy")
+    if not record.factor_analysis:
+        check = ""
+    elif not disagree and joint_ok:
+        check = (
+            f"Checked for this run: all {len(rows)} heads' accuracies and confusion matrices "
+            "equal those of the decoded class's factors, and the joint accuracy equals the "
+            "decoded-class accuracy."
+        )
+    else:
+        what = ", ".join(disagree + ([] if joint_ok else ["joint accuracy"]))
+        check = (
+            f"<strong class='warn'>Mismatch in this run's metrics-test.json ({esc(what)}): "
+            "re-evaluate it with cnnlab evaluate.</strong>"
+        )
+    explain = (
+        "<p>One output head per factor; the predicted class is the heads' answers composed. "
+        "So a head's accuracy <em>is</em> the accuracy of that factor of the decoded class "
+        "(last column, as in the factor analysis below), its confusion matrix is that factor's "
+        "confusion matrix, and the decoded class is right exactly when every head is right "
+        "(joint accuracy = test accuracy). Accuracies and F-scores all come from the same "
+        f"predictions and cannot contradict each other. {check}</p>"
+        "<p class='note'>Macro precision / recall / F1 average over a head's levels; the joint "
+        f"row's over the {k} classes. The joint row's loss is the test loss: the sum of the "
+        "head losses weighted by <code>train.head_weights</code> (default 1 each).</p>"
+    )
+    per_level = []
+    for name, head in heads.items():
+        per = head.get("per_class", {})
+        levels = [str(v) for v in head.get("levels", [])]
+        level_rows = [
+            (
+                level,
+                *(
+                    fraction(per.get(key, [None] * len(levels))[i])
+                    for key in ("precision", "recall", "f1")
+                ),
+                integer(per.get("support", [None] * len(levels))[i]),
+            )
+            for i, level in enumerate(levels)
+        ]
+        per_level.append(
+            f"<div><h4>{esc(name)}: accuracy {esc(fraction(head.get('accuracy')))}</h4>"
+            + _table(
+                (name, "precision", "recall", "F1", "support"), level_rows, numeric=(1, 2, 3, 4)
+            )
+            + "</div>"
+        )
+    parts = [
+        table,
+        explain,
+        "<details open><summary>Per-level metrics of each head</summary>"
+        f"<div class='heads'>{''.join(per_level)}</div></details>",
+        "<h4>Confusion matrix of each head</h4>",
+        _figure(
+            figures.plot_head_confusions(heads, fig_dir / f"{stem}-head-confusion.png"),
+            f"Per-head confusion matrices of {record.label}",
+        ),
+        "<p class='note'>Rows are true levels, columns predicted levels; numbers are counts, "
+        "colour the share of the true level.</p>",
+    ]
+    names = record.head_history()
+    if names:
+        path = figures.plot_head_curves(
+            record.history, names, fig_dir / f"{stem}-head-curves.png", svg=svg
+        )
+        parts += [
+            "<h4>Learning curves per head</h4>",
+            _figure(path, f"Per-head learning curves of {record.label}"),
+            "<p class='note'>From <code>history.csv</code>'s per-head columns; black: the joint "
+            "accuracy (all heads right).</p>",
+        ]
+    return "\n".join(parts)
+
+
 # -- HTML pieces ---------------------------------------------------------------------------------
 
 
@@ -345,11 +567,17 @@ def _table(
     rows: Iterable[Sequence[Any]],
     numeric: Iterable[int] = (),
     head: bool = True,
+    thead: str | None = None,
+    cls: str | None = None,
 ) -> str:
-    """A table; every cell is escaped unless it is :class:`Raw` (a raw ``<th>`` stays a cell)."""
+    """A table; every cell is escaped unless it is :class:`Raw` (a raw ``<th>`` stays a cell).
+
+    ``thead`` replaces the one-row header built from ``headers`` (already safe HTML)."""
     right = set(numeric)
-    out = ["<table>"]
-    if head:
+    out = [f"<table class='{esc(cls)}'>" if cls else "<table>"]
+    if thead is not None:
+        out.append(thead)
+    elif head:
         out.append(
             "<thead><tr>"
             + "".join(
@@ -440,4 +668,14 @@ figure { margin: 8px 0; }
 img { max-width: 100%; height: auto; }
 details { margin: 8px 0; }
 summary { cursor: pointer; color: var(--accent); }
+th.group { text-align: center; }
+.wide { overflow-x: auto; }
+table.comparison td { overflow-wrap: normal; }
+table.comparison td.num { white-space: nowrap; }
+.holdout { border: 2px solid #c27c0e; background: #fff8ea; padding: 4px 16px; margin: 12px 0;
+  border-radius: 4px; }
+.holdout ul { margin: 4px 0 8px; }
+.heads { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
+.heads h4 { margin: 8px 0 2px; }
+.warn { color: #b00020; }
 """

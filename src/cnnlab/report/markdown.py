@@ -6,7 +6,13 @@ import html
 from collections.abc import Sequence
 
 from cnnlab.report.records import RunRecord
-from cnnlab.report.summary import COMPARISON_COLUMNS, comparison_row, headline
+from cnnlab.report.summary import (
+    TEXT_COLUMNS,
+    comparison_columns,
+    comparison_row,
+    headline,
+    mixed_test_sets_note,
+)
 
 
 def cell(text: str) -> str:
@@ -17,16 +23,19 @@ def cell(text: str) -> str:
 
 def markdown_summary(records: Sequence[RunRecord]) -> str:
     """The comparison table (one row per run), then each run's headline metrics."""
-    numeric = {c for c in COMPARISON_COLUMNS if c not in ("run", "dataset", "model")}
+    columns = comparison_columns(records)
     lines = [
         "# cnnlab report",
         "",
-        "| " + " | ".join(COMPARISON_COLUMNS) + " |",
-        "|" + "|".join("---:" if c in numeric else "---" for c in COMPARISON_COLUMNS) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in columns) + "|",
     ]
     for record in records:
         row = comparison_row(record)
-        lines.append("| " + " | ".join(cell(row[c]) for c in COMPARISON_COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(row.get(c, "–")) for c in columns) + " |")
+    note = mixed_test_sets_note(records)
+    if note:
+        lines += ["", cell(note)]
     for record in records:
         lines += ["", f"## {cell(record.label)}", ""]
         lines += [f"- {cell(line)}" for line in headline(record)]

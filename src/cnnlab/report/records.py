@@ -43,6 +43,53 @@ class RunRecord:
     def factor_analysis(self) -> dict[str, Any] | None:
         return self.metrics.get("factor_analysis")
 
+    @property
+    def heads(self) -> dict[str, dict[str, Any]]:
+        """A multi-head run's per-head test metrics (``metrics-test.json`` → ``heads``), else {}."""
+        return dict(self.metrics.get("heads") or {})
+
+    @property
+    def kind(self) -> str:
+        """``multi-head (4 heads)`` or ``96-way`` (one output per class)."""
+        heads = self.heads
+        if heads:
+            return f"multi-head ({len(heads)} heads)"
+        return f"{len(self.class_names)}-way"
+
+    @property
+    def factor_accuracy(self) -> dict[str, float]:
+        """Accuracy of each factor of the predicted class (a multi-head net's head accuracies),
+        in the dataset's factor order; empty when the classes are not factorised."""
+        factors = (self.factor_analysis or {}).get("factors", {})
+        heads = self.heads
+        out = {}
+        for name in [*self.factor_levels, *factors, *heads]:
+            if name in out:
+                continue
+            source = heads.get(name) or factors.get(name)
+            if source is not None and isinstance(source.get("accuracy"), int | float):
+                out[name] = float(source["accuracy"])
+        return out
+
+    @property
+    def holdout(self) -> dict[str, Any] | None:
+        """``dataset.provenance.holdout`` of ``run.json``: the held-out spec and ``classes``."""
+        provenance = self.info.get("dataset", {}).get("provenance") or {}
+        holdout = provenance.get("holdout")
+        return holdout if isinstance(holdout, dict) and holdout.get("classes") else None
+
+    def head_history(self) -> list[str]:
+        """Heads with per-epoch columns (``test_<head>_acc``) in ``history.csv``, head order."""
+        if not self.history:
+            return []
+        columns = self.history[0]
+        names = [*self.heads, *(k[5:-4] for k in columns if k.startswith("test_"))]
+        return [
+            name
+            for i, name in enumerate(names)
+            if name not in names[:i] and f"test_{name}_acc" in columns
+        ]
+
 
 def read_runs(run_dirs: Sequence[Path]) -> list[RunRecord]:
     """Read every run folder (in order), labelled by :func:`run_labels`."""

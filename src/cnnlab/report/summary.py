@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from cnnlab.report.records import RunRecord
@@ -11,13 +12,19 @@ COMPARISON_COLUMNS = (
     "run",
     "dataset",
     "model",
+    "kind",
     "parameters",
     "epochs",
+    "test images",
     "test accuracy",
     "test loss",
     "macro F1",
     "train time",
 )
+"""The comparison table's fixed columns; :func:`comparison_columns` adds one per factor."""
+
+TEXT_COLUMNS = ("run", "dataset", "model", "kind")
+FACTOR_SUFFIX = " accuracy"
 
 
 def fraction(value: Any) -> str:
@@ -50,21 +57,175 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "), default=str)
 
 
+def factor_names(records: Sequence[RunRecord]) -> list[str]:
+    """Every factor any of ``records`` reports an accuracy for, in first-seen order."""
+    names: list[str] = []
+    for record in records:
+        names += [name for name in record.factor_accuracy if name not in names]
+    return names
+
+
+def comparison_columns(records: Sequence[RunRecord]) -> list[str]:
+    """:data:`COMPARISON_COLUMNS`, then ``<factor> accuracy`` for each factor of the runs."""
+    return [*COMPARISON_COLUMNS, *(f"{name}{FACTOR_SUFFIX}" for name in factor_names(records))]
+
+
 def comparison_row(record: RunRecord) -> dict[str, str]:
-    """One run's cells for :data:`COMPARISON_COLUMNS`, as display text."""
+    """One run's cells for :func:`comparison_columns`, as display text (``–`` if absent)."""
     info, metrics = record.info, record.metrics
     model = info.get("model", {})
-    return {
+    n = integer(metrics.get("n"))
+    row = {
         "run": record.label,
         "dataset": str(metrics.get("dataset") or info.get("dataset", {}).get("name", "–")),
         "model": str(model.get("name", "–")),
+        "kind": record.kind,
         "parameters": integer(model.get("parameters")),
         "epochs": str(len(record.history)) if record.history else "–",
+        "test images": f"{n} (unseen)" if record.holdout else n,
         "test accuracy": fraction(metrics.get("accuracy")),
         "test loss": fraction(metrics.get("loss")),
         "macro F1": fraction(metrics.get("macro", {}).get("f1")),
         "train time": duration(info.get("train_seconds")),
     }
+    for name, value in record.factor_accuracy.items():
+        row[f"{name}{FACTOR_SUFFIX}"] = fraction(value)
+    return row
+
+
+def groups_by_test_set(records: Sequence[RunRecord]) -> list[list[int]]:
+    """Indices of ``records`` grouped by test set (same dataset provenance and size)."""
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        dataset = record.info.get("dataset", {})
+        key = compact_json(
+            [dataset.get("name"), dataset.get("provenance"), record.metrics.get("n")]
+        )
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def mixed_test_sets_note(records: Sequence[RunRecord]) -> str | None:
+    """When the runs do not all test on the same images: which do (else ``None``)."""
+    groups = groups_by_test_set(records)
+    if len(groups) < 2:
+        return None
+    parts = []
+    for group in groups:
+        labels = ", ".join(records[i].label for i in group)
+        first = records[group[0]]
+        holdout = first.holdout
+        what = f"{integer(first.metrics.get('n'))} images"
+        if holdout:
+            what += f" of {len(holdout['classes'])} held-out classes"
+        parts.append(f"{labels} ({what})" if len(group) > 1 else f"{labels} alone ({what})")
+    return (
+        "The runs do not all test on the same images; compare accuracies only within a test "
+        "set: " + "; ".join(parts) + "."
+    )
+
+
+def head_rows(record: RunRecord) -> list[dict[str, Any]]:
+    """Per head: its metrics, and the same factor's accuracy of the decoded class."""
+    factors = (record.factor_analysis or {}).get("factors", {})
+    rows = []
+    for name, head in record.heads.items():
+        factor = factors.get(name, {})
+        same_confusion = factor.get("confusion") == head.get("confusion")
+        rows.append(
+            {
+                "name": name,
+                "levels": len(head.get("levels", [])),
+                "accuracy": head.get("accuracy"),
+                "loss": head.get("loss"),
+                "macro": head.get("macro", {}),
+                "decoded": factor.get("accuracy"),
+                "agrees": "confusion" in factor and same_confusion,
+            }
+        )
+    return rows
+
+
+def heads_line(record: RunRecord) -> str | None:
+    """``heads: length 0.9809, ...; joint accuracy 0.5017 (= decoded-class accuracy)``."""
+    heads = record.heads
+    if not heads:
+        return None
+    per = ", ".join(f"{name} {fraction(h.get('accuracy'))}" for name, h in heads.items())
+    joint = record.metrics.get("joint_accuracy")
+    same = joint == record.metrics.get("accuracy")
+    return f"head accuracy: {per}; joint accuracy (all heads right) {fraction(joint)}" + (
+        " = decoded-class accuracy" if same else ""
+    )
+
+
+def holdout_facts(record: RunRecord) -> dict[str, Any] | None:
+    """What a run with held-out combinations did on them, counted from its test confusion."""
+    holdout = record.holdout
+    if not holdout:
+        return None
+    names = record.class_names
+    held = [str(c) for c in holdout["classes"]]
+    index = [names.index(c) for c in held if c in names]
+    confusion = record.metrics.get("confusion") or []
+    n = int(record.metrics.get("n") or 0)
+    support = [sum(confusion[i]) for i in index] if confusion else []
+    predicted_held = sum(row[i] for row in confusion for i in index)
+    correct = sum(confusion[i][i] for i in index) if confusion else 0
+    spec = {k: v for k, v in holdout.items() if k != "classes"}
+    return {
+        "classes": held,
+        "spec": spec,
+        "n": n,
+        "tested": sum(1 for s in support if s),
+        "on_held": sum(support),
+        "correct": correct,
+        "predicted_held": predicted_held,
+        "accuracy": record.metrics.get("accuracy"),
+        "factors": record.factor_accuracy,
+        "chance": {k: 1 / len(v) for k, v in record.factor_levels.items() if v},
+        "multihead": bool(record.heads),
+    }
+
+
+def holdout_lines(record: RunRecord) -> list[str]:
+    """Plain sentences, computed from the numbers, on a run's held-out combinations."""
+    facts = holdout_facts(record)
+    if facts is None:
+        return []
+    n, classes = facts["n"], facts["classes"]
+    lines = [f"tested on {len(classes)} combinations never seen in training: {', '.join(classes)}"]
+    if facts["on_held"] != n:
+        lines.append(
+            f"{integer(n - facts['on_held'])} of {integer(n)} test images are of classes seen "
+            "in training"
+        )
+    lines.append(
+        f"decoded-class accuracy on unseen combinations: {fraction(facts['accuracy'])} "
+        f"({integer(facts['correct'])} of {integer(n)} images named exactly)"
+    )
+    if facts["factors"]:
+        per = ", ".join(
+            f"{name} {fraction(v)} (chance {fraction(facts['chance'].get(name))})"
+            for name, v in facts["factors"].items()
+        )
+        lines.append(f"per-factor accuracy on unseen combinations: {per}")
+    held_share = f" ({percent(facts['predicted_held'] / n)})" if n else ""
+    named = f"{integer(facts['predicted_held'])} of {integer(n)} images{held_share}"
+    if facts["multihead"]:
+        lines.append(
+            "a multi-head net names a class by composing its heads' answers, so it can name a "
+            f"combination it never saw: it predicted a held-out class for {named}, and "
+            f"the right one for {integer(facts['correct'])}"
+        )
+    else:
+        lines.append(
+            f"a {len(record.class_names)}-way net has one output per class, and the held-out "
+            "classes' outputs were never a training target: it predicted a held-out class for "
+            f"{named}; its per-factor accuracy is how much of each unseen combination the "
+            "class it picked gets right"
+        )
+    return lines
 
 
 def headline(record: RunRecord) -> list[str]:
@@ -80,11 +241,15 @@ def headline(record: RunRecord) -> list[str]:
     analysis = record.factor_analysis
     if analysis:
         per = ", ".join(f"{k} {fraction(v['accuracy'])}" for k, v in analysis["factors"].items())
-        lines.append(f"accuracy per factor: {per}")
+        if not record.holdout:  # the held-out lines give it, with chance
+            lines.append(f"accuracy per factor: {per}")
         if analysis["errors"]:
             worst, count = next(iter(analysis["errors_by_differing_factors"].items()))
             lines.append(
                 f"{analysis['errors']} errors; most often only {worst} differs "
                 f"({count}, {percent(count / analysis['errors'])} of errors)"
             )
-    return lines
+    heads = heads_line(record)
+    if heads:
+        lines.insert(1, heads)
+    return lines[:1] + holdout_lines(record) + lines[1:]
