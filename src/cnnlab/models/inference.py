@@ -55,6 +55,7 @@ def batched_outputs(
     try:
         for start in range(0, images.shape[0], batch_size):
             batch = preprocess(images[start : start + batch_size].to(device, non_blocking=True))
+            batch = batch.contiguous(memory_format=torch.channels_last)  # oneDNN's fast path
             out = model(batch)
             chunks.append(
                 {k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out.cpu()

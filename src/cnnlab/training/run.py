@@ -310,7 +310,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     history_path = run_dir / "history.csv"
     history = read_history(history_path) if history_path.is_file() else []
     levels = {k: tuple(v) for k, v in info["dataset"].get("factor_levels", {}).items()}
-    return Run(run_dir, config, history, model.to(device).eval(), preprocess, class_names, levels)
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return Run(run_dir, config, history, model, preprocess, class_names, levels)
 
 
 def _git_commit() -> str | None:
