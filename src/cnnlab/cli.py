@@ -190,6 +190,67 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
+    visualize = commands.add_parser(
+        "visualize",
+        help="look inside a trained run: activations, filters, Grad-CAM, saliency",
+        description="Write activation grids, filter images (gradient ascent from a blank input, "
+        "all filters of a layer in one batch), Grad-CAM / guided Grad-CAM / saliency heatmaps "
+        "and their raw arrays into --out; --score measures heatmaps against the Lines masks.",
+    )
+    visualize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    visualize.add_argument(
+        "--images",
+        type=Path,
+        metavar="FILE|DIR|NPZ",
+        help="images to explain (default: 8 test images of the run's data)",
+    )
+    visualize.add_argument(
+        "--layer",
+        dest="layers",
+        action="append",
+        metavar="NAME",
+        help="a layer, e.g. features.conv1 (repeatable; default: conv/pool)",
+    )
+    visualize.add_argument("--head", help="a head of a multi-head model (default: every head)")
+    visualize.add_argument(
+        "--class",
+        dest="target",
+        metavar="K",
+        help="class index or name to explain (default: the predicted one)",
+    )
+    visualize.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (RUN_DIR/visualize)"
+    )
+    visualize.add_argument("--score", action="store_true", help="score heatmaps against masks")
+    visualize.set_defaults(handler=_visualize)
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from cnnlab.predict import read_images
+    from cnnlab.training import load_run
+    from cnnlab.visualize import print_scores, visualize_run
+
+    images = None
+    if args.images is not None:
+        images, _ = read_images(args.images, load_run(args.run_dir).preprocess)
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    out = args.out or args.run_dir / "visualize"
+    summary = visualize_run(
+        args.run_dir,
+        out,
+        images=images,
+        layers=args.layers,
+        head=args.head,
+        target_class=target,
+        score=args.score,
+    )
+    print(f"pictures and arrays written to {out}")
+    if args.score and summary.get("scores"):
+        print_scores(summary["scores"]["rows"])
+    return 0
+
+
 def _add_models_command(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser(
         "models",
@@ -297,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_command(commands)
     _add_models_command(commands)
     _add_report_command(commands)
+    _add_visualize_command(commands)
     return parser
 
 

@@ -1,0 +1,354 @@
+"""``visualize_run``: every "looking inside" picture for a run folder, with the raw arrays.
+
+Writes into ``out_dir``: ``inputs.npy`` (the images explained); per layer
+``activations_<layer>.png/.npz`` and ``filters_<layer>.png/.npz``; per head (multi-head models)
+``gradcam[_<head>].png``, ``guided_gradcam[_<head>].png``, ``saliency[_<head>].png`` with one
+``heatmaps[_<head>].npz``; ``scores.json`` when scoring; and ``summary.json`` (what it returns).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.data.dataset import ImageDataset, Split
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path, write_json
+from cnnlab.training.run import Run, load_run, prepare_dataset
+from cnnlab.visualize.activations import layer_activations
+from cnnlab.visualize.cam import METHODS, Heatmap, explain
+from cnnlab.visualize.figures import plot_activations, plot_filters, plot_heatmaps
+from cnnlab.visualize.filters import FilterSettings, visualize_filters
+from cnnlab.visualize.hooks import resolve_layers
+from cnnlab.visualize.scoring import randomized_copy, score_row
+
+SAMPLE_SEED = 0
+"""The default images are the same for every run of a dataset: drawn with this seed."""
+
+SAMPLE_SIZE = 8
+
+
+def visualize_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    images: torch.Tensor | np.ndarray | None = None,
+    layers: Sequence[str] | None = None,
+    head: str | None = None,
+    target_class: int | str | None = None,
+    score: bool = False,
+    filters: bool = True,
+    filter_layers: Sequence[str] | None = None,
+    filter_settings: FilterSettings | None = None,
+    score_images: int = 512,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Activations, filter images and heatmaps of a trained run; optionally scored heatmaps.
+
+    ``images``: uint8 (N, C, H, W) in the model's channels and size (default: 8 test images of
+    the run's dataset, one per class group, the same every time). ``layers``: names of conv/pool
+    layers (default: all). ``head``: one head of a multi-head model (default: every head).
+    ``target_class``: the class explained, an index or a class name (default: the predicted
+    class). Filter images are drawn for ``filter_layers`` (default: the convolutions among
+    ``layers``; a pool layer's channels are its convolution's, pooled); ``filters=False`` skips
+    them. ``score``: score every method (Grad-CAM and Guided Grad-CAM per layer, saliency,
+    guided backprop) against the object masks of ``score_images`` seeded test images (Lines)
+    and against a re-initialised model; writes ``scores.json``. Returns a summary of paths,
+    shapes, targets and scores.
+    """
+    run = load_run(run_dir)
+    out = Path(out_dir)
+    model = run.model
+    names = list(resolve_layers(model, layers))
+    heads = _heads(run, head)
+    dataset = None
+    masks = None
+    if images is None:
+        dataset = prepare_dataset(run.config)
+        picked = default_sample(dataset.test)
+        x = dataset.test.images[picked]
+        masks = None if dataset.test.masks is None else dataset.test.masks[picked]
+        row_titles = [_short(run.class_names[int(k)]) for k in dataset.test.labels[picked]]
+        source = "test sample"
+        sample = {
+            "test_index": picked.tolist(),
+            "labels": [run.class_names[int(k)] for k in dataset.test.labels[picked]],
+        }
+    else:
+        x = _check_images(images, run)
+        row_titles = [f"image {i}" for i in range(x.shape[0])]
+        source = "given"
+        sample = {}
+    inputs = run.preprocess(x)
+    summary: dict[str, Any] = {
+        "run": str(run_dir),
+        "out": str(out),
+        "model": run.config.model["name"],
+        "layers": names,
+        "images": {
+            "count": int(x.shape[0]),
+            "source": source,
+            "npy": str(out / "inputs.npy"),
+            **sample,
+        },
+    }
+    _save_npy(out / "inputs.npy", x.numpy())
+
+    summary["activations"] = {}
+    for name, maps in layer_activations(model, inputs, names, batch_size=batch_size).items():
+        png = plot_activations(x, maps, name, out / f"activations_{name}.png", labels=row_titles)
+        npz = _save_npz(out / f"activations_{name}.npz", activations=maps.numpy())
+        summary["activations"][name] = {
+            "png": str(png),
+            "npz": str(npz),
+            "shape": list(maps.shape),
+        }
+
+    summary["filters"] = {}
+    if filters:
+        settings = filter_settings or FilterSettings()
+        if filter_layers is None:
+            modules = resolve_layers(model, names)
+            filter_layers = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
+        for name in resolve_layers(model, filter_layers):
+            result = visualize_filters(model, name, run.preprocess, settings=settings)
+            gain = (result.activation - result.blank_activation).mean()
+            png = plot_filters(
+                result.images,
+                name,
+                out / f"filters_{name}.png",
+                activation=result.activation,
+                subtitle=f"mean activation of {result.objective_layer}; {_describe(settings)}",
+            )
+            npz = _save_npz(
+                out / f"filters_{name}.npz",
+                images=result.images.numpy(),
+                activation=result.activation.numpy(),
+                blank_activation=result.blank_activation.numpy(),
+            )
+            summary["filters"][name] = {
+                "png": str(png),
+                "npz": str(npz),
+                "objective": result.objective_layer,
+                "count": len(result.filters),
+                "mean_gain": float(gain),
+                "settings": settings.to_dict(),
+            }
+
+    summary["heatmaps"] = {}
+    for head_name in heads:
+        target = _target(run, head_name, target_class)
+        maps = explain(model, inputs, names, head=head_name, target=target, batch_size=batch_size)
+        summary["heatmaps"][head_name or "output"] = _write_heatmaps(
+            out, x, maps, names, head_name, run, row_titles, masks
+        )
+
+    if score:
+        summary["scores"] = score_run(
+            run,
+            names,
+            heads,
+            target_class,
+            n=score_images,
+            batch_size=batch_size,
+            dataset=dataset,
+        )
+        write_json(out / "scores.json", summary["scores"])
+        summary["scores_json"] = str(out / "scores.json")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def score_run(
+    run: Run,
+    layers: Sequence[str],
+    heads: Sequence[str | None],
+    target_class: int | str | None = None,
+    *,
+    n: int = 512,
+    batch_size: int = 256,
+    seed: int = SAMPLE_SEED,
+    dataset: ImageDataset | None = None,
+) -> dict[str, Any]:
+    """Localisation and randomisation scores of every method, layer and head on ``n`` seeded
+    test images of the run's dataset (``dataset``: it, already loaded); rows as in
+    :data:`~cnnlab.visualize.scoring.METRICS`. Without masks (MNIST) only the randomisation
+    check is scored."""
+    dataset = dataset or prepare_dataset(run.config)
+    test = dataset.test
+    generator = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(len(test), generator=generator)[: min(n, len(test))].sort().values
+    inputs = run.preprocess(test.images[picked])
+    masks = None if test.masks is None else test.masks[picked]
+    twin = randomized_copy(run.model, seed)
+    rows = []
+    for head_name in heads:
+        target = _target(run, head_name, target_class)
+        trained = explain(
+            run.model, inputs, layers, head=head_name, target=target, batch_size=batch_size
+        )
+        # The randomised model explains the same classes as the trained one.
+        classes = next(iter(trained.values())).target
+        randomised = explain(
+            twin, inputs, layers, head=head_name, target=classes, batch_size=batch_size
+        )
+        for (method, layer), heatmap in trained.items():
+            rows.append(
+                {
+                    "head": head_name,
+                    "method": method,
+                    "layer": layer,
+                    **score_row(heatmap.maps, masks, randomised[(method, layer)].maps),
+                }
+            )
+    return {
+        "images": len(picked),
+        "seed": seed,
+        "masks": masks is not None,
+        "target": "predicted" if target_class is None else str(target_class),
+        "rows": rows,
+    }
+
+
+def default_sample(split: Split, size: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> torch.Tensor:
+    """Indices of ``size`` images: the classes in ``size`` consecutive groups, one image drawn
+    from each (seeded), then more at random if some group has no image."""
+    labels = split.labels
+    generator = torch.Generator().manual_seed(seed)
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    picked: list[int] = []
+    for group in np.array_split(np.arange(classes), min(size, max(classes, 1))):
+        members = torch.nonzero(torch.isin(labels, torch.as_tensor(group))).flatten()
+        if len(members):
+            picked.append(int(members[torch.randint(len(members), (1,), generator=generator)]))
+    rest = [i for i in torch.randperm(len(labels), generator=generator).tolist() if i not in picked]
+    picked += rest[: size - len(picked)]
+    return torch.tensor(picked[:size], dtype=torch.long)
+
+
+def _heads(run: Run, head: str | None) -> list[str | None]:
+    names = list(getattr(run.model, "heads", {}))
+    if not names:
+        if head is not None:
+            raise CnnlabError(f"--head {head}: this model has one output, not named heads")
+        return [None]
+    if head is None:
+        return names
+    if head not in names:
+        raise CnnlabError(f"--head {head}: no such head; this model has {', '.join(names)}")
+    return [head]
+
+
+def _target(run: Run, head: str | None, target_class: int | str | None) -> int | None:
+    """A class index from an index or a name (the head's level, or the run's class name)."""
+    if target_class is None or isinstance(target_class, int):
+        return target_class
+    text = str(target_class)
+    names = [str(v) for v in run.factor_levels.get(head, ())] if head else list(run.class_names)
+    if text in names:
+        return names.index(text)
+    if text.lstrip("-").isdigit():
+        return int(text)
+    where = f"head {head!r}" if head else "this model"
+    raise CnnlabError(f"--class {text}: not a class of {where} ({', '.join(names[:6])} ...)")
+
+
+def _check_images(images: torch.Tensor | np.ndarray, run: Run) -> torch.Tensor:
+    x = torch.as_tensor(images)
+    expected = (run.preprocess.channels, *run.preprocess.image_size)
+    if x.dtype != torch.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise CnnlabError(
+            f"images must be uint8 (N, {expected[0]}, {expected[1]}, {expected[2]}) for this "
+            f"model; got {x.dtype} {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise CnnlabError("no images to explain")
+    return x
+
+
+def _write_heatmaps(
+    out: Path,
+    x: torch.Tensor,
+    maps: dict[tuple[str, str | None], Heatmap],
+    layers: Sequence[str],
+    head: str | None,
+    run: Run,
+    row_titles: Sequence[str],
+    masks: torch.Tensor | None,
+) -> dict[str, Any]:
+    suffix = f"_{head}" if head else ""
+    any_map = next(iter(maps.values()))
+    levels = [str(v) for v in run.factor_levels.get(head, ())] if head else list(run.class_names)
+    explained = [levels[int(k)] if int(k) < len(levels) else str(int(k)) for k in any_map.target]
+    titles = [
+        f"{t}\n-> {_short(c)} ({float(s):.2g})"
+        for t, c, s in zip(row_titles, explained, any_map.score, strict=True)
+    ]
+    what = f"head {head}: " if head else ""
+    entry: dict[str, Any] = {
+        "targets": any_map.target.tolist(),
+        "target_names": explained,
+        "scores": [round(float(s), 4) for s in any_map.score],
+    }
+    figures = {
+        "gradcam": [(f"Grad-CAM {name}", maps[("gradcam", name)].maps) for name in layers],
+        "guided_gradcam": [
+            (f"Guided G-CAM {name}", maps[("guided_gradcam", name)].maps) for name in layers
+        ],
+        "saliency": [
+            ("saliency", maps[("saliency", None)].maps),
+            ("guided backprop", maps[("guided_backprop", None)].maps),
+        ],
+    }
+    for kind, panels in figures.items():
+        png = plot_heatmaps(
+            x,
+            panels,
+            out / f"{kind}{suffix}.png",
+            title=f"{what}{kind.replace('_', ' ')} of the explained class (-> class, logit)",
+            row_titles=titles,
+            masks=masks,
+        )
+        entry[kind] = str(png)
+    arrays = {}
+    for (method, layer), heatmap in maps.items():
+        key = method if layer is None else f"{method}_{layer}"
+        arrays[f"{key}_map"] = heatmap.maps.numpy()
+        arrays[f"{key}_raw"] = heatmap.raw.numpy()
+    arrays["target"] = any_map.target.numpy()
+    arrays["score"] = any_map.score.numpy()
+    entry["npz"] = str(_save_npz(out / f"heatmaps{suffix}.npz", **arrays))
+    entry["methods"] = list(METHODS)
+    return entry
+
+
+def _describe(settings: FilterSettings) -> str:
+    parts = [f"{settings.steps} steps", f"seed {settings.seed}"]
+    for key in ("jitter", "tv", "l2"):
+        if getattr(settings, key):
+            parts.append(f"{key} {getattr(settings, key)}")
+    if settings.fourier:
+        parts.append("fourier")
+    return ", ".join(parts)
+
+
+def _short(name: str) -> str:
+    """A class name on at most two short lines (``len7 wid1`` / ``ang015 red``)."""
+    return "\n".join(textwrap.wrap(name.replace("_", " "), 12)[:2]) or name
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+    return path
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    return path

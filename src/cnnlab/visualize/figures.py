@@ -1,0 +1,182 @@
+"""The pictures: feature maps, filter images and heatmaps, as PNGs written atomically.
+
+Every function draws on its own matplotlib ``Figure`` (Agg, no pyplot state). Pixels are drawn
+as blocks (no interpolation): on 28x28 images smoothing would invent detail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from cnnlab.fileio import atomic_path
+
+DPI = 120
+
+
+def input_rgb(images: torch.Tensor) -> np.ndarray:
+    """uint8 (N, C, H, W) -> float (N, H, W, 3) in [0, 1]; one channel is drawn grey."""
+    x = images.detach().cpu().float() / 255.0
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x[:, :3].permute(0, 2, 3, 1).numpy()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    return path
+
+
+def _blank(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, fill: float = np.nan) -> np.ndarray:
+    """(K, h, w[, 3]) tiles -> one (rows*(h+gap)-gap, columns*(w+gap)-gap[, 3]) picture."""
+    k, h, w = tiles.shape[:3]
+    rows = math.ceil(k / columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, *tiles.shape[3:]), fill)
+    for index in range(k):
+        r, c = divmod(index, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[index]
+    return out
+
+
+def plot_activations(
+    images: torch.Tensor,
+    activations: torch.Tensor,
+    layer: str,
+    path: Path,
+    *,
+    labels: Sequence[str] | None = None,
+    columns: int = 16,
+) -> Path:
+    """One row per image: the input, then a grid of the layer's C feature maps (in channel
+    order, ``columns`` to a line).
+
+    Maps of one image share one colour scale (so weak maps look weak): red/blue around 0 when
+    the layer has negative values, dark-to-bright from 0 otherwise.
+    """
+    n, c, h, w = activations.shape
+    columns = min(columns, c)
+    grid_rows = math.ceil(c / columns)
+    a = activations.detach().float().numpy()
+    tile_in = 0.42 if c <= 32 else 0.3
+    height = max(tile_in * grid_rows, 0.9)
+    fig = Figure(figsize=(0.9 + tile_in * columns + 0.2, height * n + 0.4), layout="constrained")
+    grid = fig.add_gridspec(n, 2, width_ratios=[0.9, tile_in * columns])
+    rgb = input_rgb(images)
+    for i in range(n):
+        low, high = float(a[i].min()), float(a[i].max())
+        limit = max(abs(low), abs(high), 1e-8)
+        cmap, vmin, vmax = ("RdBu_r", -limit, limit) if low < 0 else ("magma", 0.0, limit)
+        ax = fig.add_subplot(grid[i, 0])
+        ax.imshow(rgb[i], interpolation="nearest")
+        _blank(ax)
+        name = labels[i] if labels is not None else f"image {i}"
+        ax.set_title(f"{name}\n[{low:.2g}, {high:.2g}]", fontsize=5)
+        ax = fig.add_subplot(grid[i, 1])
+        picture = mosaic(a[i], columns, gap=max(1, h // 8))
+        ax.imshow(picture, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        _blank(ax)
+        if i == 0:
+            ax.set_title(f"maps 0..{c - 1}, {columns} to a line", fontsize=5)
+    fig.suptitle(f"{layer}: {c} feature maps of {h}x{w}", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_filters(
+    images: torch.Tensor,
+    layer: str,
+    path: Path,
+    *,
+    activation: torch.Tensor | None = None,
+    subtitle: str = "",
+    columns: int = 8,
+) -> Path:
+    """A grid of filter images (F, C, H, W), each stretched to its own [min, max] for display.
+
+    An image that barely changed from its blank start (range under 0.02) is drawn unstretched,
+    so that rounding noise is not shown as a pattern; its title says "flat".
+    """
+    from cnnlab.visualize.filters import display_images
+
+    x = images.detach().float()
+    flat = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))) < 0.02
+    shown = torch.where(flat[:, None, None, None], x, display_images(x))
+    rgb = input_rgb((shown * 255).round().to(torch.uint8))
+    n, h, w = rgb.shape[:3]
+    columns = min(columns if n <= 64 else 16, n)
+    rows = math.ceil(n / columns)
+    gap = max(2, h // 4)
+    tile = 0.9 if n <= 64 else 0.6
+    fig = Figure(figsize=(tile * columns, tile * rows * 1.15 + 0.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(mosaic(rgb, columns, gap=gap, fill=1.0), interpolation="nearest")
+    _blank(ax)
+    for k in range(n):
+        r, col = divmod(k, columns)
+        text = str(k) if activation is None else f"{k}: {float(activation[k]):.2g}"
+        if flat[k]:
+            text += " flat"
+        ax.text(col * (w + gap), r * (h + gap) - 0.5, text, fontsize=4.5, va="bottom")
+    fig.suptitle(f"{layer}: the input each filter responds to most\n{subtitle}", fontsize=7)
+    return _save(fig, path)
+
+
+def plot_heatmaps(
+    images: torch.Tensor,
+    panels: Sequence[tuple[str, torch.Tensor]],
+    path: Path,
+    *,
+    title: str,
+    row_titles: Sequence[str] | None = None,
+    masks: torch.Tensor | None = None,
+) -> Path:
+    """Rows of images; the input, then one column per (title, maps (N, H, W)) panel.
+
+    Each map is drawn over its input (a faint grey copy) on its own scale, 0 to its maximum
+    (the raw values are in the arrays beside the PNG); ``masks`` outline the truth in cyan.
+    """
+    n, columns = images.shape[0], len(panels) + 1
+    fig = Figure(figsize=(1.05 * columns, 1.12 * n + 0.5), layout="constrained")
+    rgb = input_rgb(images)
+    grey = rgb.mean(axis=3)
+    for i in range(n):
+        ax = fig.add_subplot(n, columns, i * columns + 1)
+        ax.imshow(rgb[i], interpolation="nearest")
+        _blank(ax)
+        ax.set_ylabel(row_titles[i] if row_titles else "", fontsize=5)
+        if i == 0:
+            ax.set_title("input", fontsize=6)
+        for j, (name, maps) in enumerate(panels, start=2):
+            ax = fig.add_subplot(n, columns, i * columns + j)
+            m = maps[i].detach().float().clamp(min=0).numpy()
+            top = float(m.max())
+            ax.imshow(grey[i], cmap="gray", vmin=0, vmax=3, interpolation="nearest")
+            ax.imshow(
+                m / top if top > 0 else m,
+                cmap="jet",
+                alpha=0.6,
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
+            if masks is not None:
+                ax.contour(masks[i].float().numpy(), levels=[0.5], colors="cyan", linewidths=0.4)
+            _blank(ax)
+            if i == 0:
+                ax.set_title(name, fontsize=6)
+            ax.set_xlabel(f"max {top:.2g}", fontsize=4, labelpad=1)
+    fig.suptitle(title, fontsize=7)
+    return _save(fig, path)
