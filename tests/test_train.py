@@ -141,7 +141,10 @@ def test_nan_loss_stops_with_a_clear_message(
         (("train.epochs=0",), "train.epochs must be > 0"),
         (("train.optimizer=adamax",), "train.optimizer must be one of adam, adamw, sgd, rmsprop"),
         (("model.depth=3",), "model 'part1': unknown option.*depth; valid options: none"),
-        (("model.name=resnet",), "model 'resnet' is unknown; known models: convnet, multihead, part1"),
+        (
+            ("model.name=resnet",),
+            "model 'resnet' is unknown; known models: convnet, multihead, part1",
+        ),
         (("data.dataset=cifar",), "dataset 'cifar': expected one of mnist, lines"),
     ],
 )
