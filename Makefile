@@ -19,9 +19,9 @@ main: setup data/lines/lines.npz runs/part1-mnist/model.safetensors runs/part1-l
 data/lines/lines.npz:
 	$(BIN)/cnnlab data lines --out data/lines --png
 
-runs/%/model.safetensors:
-	rm -rf runs/$*
-	$(BIN)/cnnlab train $* --out runs/$*
+runs/%/model.safetensors:  # an interrupted run is resumed, not restarted
+	if [ -f runs/$*/checkpoints/last.pt ]; then $(BIN)/cnnlab train --resume runs/$*; \
+	else rm -rf runs/$* && $(BIN)/cnnlab train $* --out runs/$*; fi
 
 lint: setup
 	$(BIN)/ruff check .
