@@ -24,20 +24,21 @@ classes), 20,000 random training images each, at each batch size (64, 128, 256 b
     analytically: forward MACs of conv1 (k*k*Cin*Cout*Hout*Wout), fc1 and fc2; training = 3x
     the forward FLOPs = 6x the MACs. cnnlab's images/s is shown as a fraction of that bound.
 (e) Evaluation: ``batched_outputs(model, images, preprocess, batch_size=2048)`` over 28,000
-    MNIST-shaped images: one warm-up call, then ``--eval-repeats`` timed calls (median).
+    MNIST-shaped images with a fresh ``part1`` (as ``load_run`` builds it): one warm-up call,
+    then ``--eval-repeats`` timed calls (median).
 
 Goals (at batch 64, for each dataset shape): cnnlab at least 1.5x the DataLoader loop; cnnlab
 at >= 60% of the compute bound; evaluation >= 12,000 images/s.
 
 **A shared machine.** With 2 cores and torch's default of one OpenMP thread per core, a
-process of someone else's that keeps one core busy slows every parallel op of ours several
-times over, far beyond its share of the CPU. So the script measures (from ``/proc/stat``, on
-Linux) the share of the machine's CPU time that *other* processes used during each round. It
-waits for a quiet machine before each round (at most ``--patience`` seconds in all), repeats
-a round whose other load exceeded ``--max-load`` (up to as many extra rounds as it needs), and
-if it still lacks quiet rounds keeps the least loaded ones. The table shows the mean other
-load of the rounds it kept; rows marked ``*`` kept rounds above ``--max-load`` and understate
-the speed the machine is capable of.
+process of someone else's that keeps a core busy slows every parallel op of ours far beyond
+its share of the CPU (training steps 10-20x slower were seen). So the script measures (from
+``/proc/stat``, on Linux) the share of the machine's CPU time that *other* processes used
+during each round. It waits for a quiet machine before each round (at most ``--patience``
+seconds in all), repeats a round whose other load exceeded ``--max-load`` (at most doubling
+the number of rounds), and if it still lacks quiet rounds keeps the least loaded ones. The
+table shows the mean other load of the rounds it kept; rows marked ``*`` kept rounds above
+``--max-load`` and understate the speed the machine is capable of.
 
 Run from the repository root::
 

