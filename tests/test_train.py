@@ -140,7 +140,7 @@ def test_nan_loss_stops_with_a_clear_message(
         (("train.lr=fast",), "train.lr must be float, got 'fast'"),
         (("train.epochs=0",), "train.epochs must be > 0"),
         (("train.optimizer=adamax",), "train.optimizer must be one of adam, adamw, sgd, rmsprop"),
-        (("model.depth=3",), "model 'part1': unknown option.*depth; valid options: none"),
+        (("model.depth=3",), "model 'part1': unknown option.*depth; valid options: kernel_size"),
         (
             ("model.name=resnet",),
             "model 'resnet' is unknown; known models: convnet, multihead, part1",
@@ -189,7 +189,7 @@ def test_models_command_lists_layers_and_parameters(capsys) -> None:
 
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    assert "part1: no options" in listing and "convnet: channels=" in listing
+    assert "part1: kernel_size=7, filters=32" in listing and "convnet: channels=" in listing
     assert main(["models", "part1"]) == 0
     assert "3,977,866" in capsys.readouterr().out  # the prescribed net on MNIST
     assert main(["models", "part1", "--channels", "3", "--classes", "96"]) == 0

@@ -77,31 +77,58 @@ def conv_stages(
 
 
 @register_model("part1")
-def part1(in_channels: int, num_classes: int, image_size: tuple[int, int] = (28, 28)) -> ConvNet:
-    """The study's prescribed net.
+def part1(
+    in_channels: int,
+    num_classes: int,
+    image_size: tuple[int, int] = (28, 28),
+    kernel_size: int = 7,
+    filters: int = 32,
+    downsample: str = "maxpool",
+    batchnorm: bool = True,
+    dropout: float = 0.0,
+    dense_units: int = 1024,
+    dense_dropout: float = 0.0,
+) -> ConvNet:
+    """The study's prescribed net; the defaults are exactly the prescription.
 
     Conv 7x7, 32 filters, stride 1, no padding -> ReLU -> BatchNorm -> MaxPool 2x2 stride 2 ->
     Dense 1024 -> ReLU -> Dense N. On 28x28 inputs: 22x22x32 -> 11x11x32 = 3,872 features;
     3,977,866 parameters for MNIST (conv 1,600 + BN 64 + fc1 3,965,952 + fc2 10,250).
+
+    The options make the study's variations of it: ``kernel_size`` and ``filters`` of the conv
+    layer; ``downsample`` ``"maxpool"`` or ``"stride"`` (the conv itself has stride 2 and there
+    is no pooling layer); ``batchnorm`` off drops ``bn1``; ``dropout`` after the pooled
+    features and ``dense_dropout`` after the dense layer of ``dense_units`` units.
     """
-    h, w = ((s - 6) // 2 for s in image_size)
-    features = nn.Sequential(
-        OrderedDict(
-            conv1=nn.Conv2d(in_channels, 32, kernel_size=7),
-            relu1=nn.ReLU(),
-            bn1=nn.BatchNorm2d(32),
-            pool1=nn.MaxPool2d(2, 2),
-        )
+    if downsample not in ("maxpool", "stride"):
+        raise ValueError(f"downsample must be maxpool or stride, got {downsample!r}")
+    if kernel_size < 1 or filters < 1 or dense_units < 1:
+        raise ValueError("kernel_size, filters and dense_units must be positive")
+    if any(s < kernel_size for s in image_size):
+        raise ValueError(f"kernel_size {kernel_size} is larger than the image {image_size}")
+    stride = 2 if downsample == "stride" else 1
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv1=nn.Conv2d(in_channels, filters, kernel_size=kernel_size, stride=stride),
+        relu1=nn.ReLU(),
     )
-    classifier = nn.Sequential(
-        OrderedDict(
-            flatten=nn.Flatten(),
-            fc1=nn.Linear(32 * h * w, 1024),
-            relu_fc1=nn.ReLU(),
-            fc2=nn.Linear(1024, num_classes),
-        )
+    if batchnorm:
+        layers["bn1"] = nn.BatchNorm2d(filters)
+    if downsample == "maxpool":
+        layers["pool1"] = nn.MaxPool2d(2, 2)
+        h, w = ((s - kernel_size + 1) // 2 for s in image_size)
+    else:
+        h, w = ((s - kernel_size) // 2 + 1 for s in image_size)
+    if dropout > 0:
+        layers["drop1"] = nn.Dropout(dropout)
+    head: OrderedDict[str, nn.Module] = OrderedDict(
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(filters * h * w, dense_units),
+        relu_fc1=nn.ReLU(),
     )
-    return ConvNet(features, classifier)
+    if dense_dropout > 0:
+        head["drop_fc1"] = nn.Dropout(dense_dropout)
+    head["fc2"] = nn.Linear(dense_units, num_classes)
+    return ConvNet(nn.Sequential(layers), nn.Sequential(head))
 
 
 @register_model("convnet")
