@@ -344,6 +344,91 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study_command(commands: argparse._SubParsersAction) -> None:
+    from cnnlab.study.spec import study_names
+
+    study = commands.add_parser(
+        "study",
+        help="train variants of a config over several seeds and compare them with the baseline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"""\
+Train every variant x seed of a study as a run folder DIR/runs/<variant>-seed<k>, then write
+DIR/results.csv (one row per run), DIR/summary.csv and summary.json (one row per variant: test
+accuracy and loss as mean ± 95% CI over seeds, the difference from the baseline paired by
+seed with its CI and a within-noise verdict, parameters, training FLOPs per image, epochs to
+the target accuracy) and DIR/report.html. STUDY is a YAML file or a study preset:
+{", ".join(study_names()) or "none"}.
+
+Running the same command again skips finished runs and resumes interrupted ones; a run folder
+whose config differs from what the study asks is refused.
+
+Workers: --jobs N starts N worker processes here, each with max(1, cores // N) threads. Any
+number of workers on other machines can join through a shared folder (NFS ...):
+    cnnlab study STUDY --out DIR --worker
+Workers claim runs with claim files in DIR/claims (created atomically, so no run is trained
+twice); a claim whose worker died (a dead local process, or no heartbeat for --stale-after
+seconds) is taken over and its run resumed.""",
+    )
+    study.add_argument("study", metavar="STUDY", help="study YAML file or study preset name")
+    study.add_argument(
+        "--out", type=Path, metavar="DIR", help="study folder (studies/<name>[-quick])"
+    )
+    study.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (1)")
+    study.add_argument(
+        "--quick", action="store_true", help="the study's quick settings (fewer seeds, less data)"
+    )
+    study.add_argument(
+        "--seeds", type=_int_list, metavar="S,S", help="seeds to run, e.g. 0,1,2 (the study's)"
+    )
+    study.add_argument(
+        "--worker", action="store_true", help="only train runs of DIR (join a running study)"
+    )
+    study.add_argument(
+        "--threads", type=int, metavar="N", help="torch threads per worker (cores // jobs)"
+    )
+    study.add_argument(
+        "--stale-after",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="take over a claim with no heartbeat for this long (600)",
+    )
+    study.add_argument("--quiet", action="store_true", help="print only errors")
+    study.set_defaults(handler=_study)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from cnnlab.study import run_study
+
+    if args.worker:
+        _interrupt_once()
+    run_study(
+        args.study,
+        out=args.out,
+        jobs=args.jobs,
+        quick=args.quick,
+        seeds=args.seeds,
+        worker=args.worker,
+        threads=args.threads,
+        stale_after=args.stale_after,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+def _interrupt_once() -> None:
+    """SIGTERM acts as Ctrl-C (a checkpoint is saved); later signals cannot cut the save."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
 
@@ -359,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_command(commands)
     _add_report_command(commands)
     _add_visualize_command(commands)
+    _add_study_command(commands)
     return parser
 
 

@@ -1,0 +1,23 @@
+"""Variation studies: one base config, variants of it, several seeds, compared paired by seed.
+
+``run_study`` / ``cnnlab study`` trains every variant x seed as an ordinary run folder
+(``DIR/runs/<variant>-seed<k>``), with any number of worker processes on any machines sharing
+DIR (claim files, :mod:`cnnlab.study.claims`), resumes what was interrupted, and writes
+``results.csv``, ``summary.csv``, ``summary.json`` and ``report.html``.
+"""
+
+from typing import Any
+
+from cnnlab.study.runner import run_study
+from cnnlab.study.spec import Study, load_study, study_names
+
+__all__ = ["Study", "load_study", "run_study", "study_names", "study_section", "write_report"]
+
+
+def __getattr__(name: str) -> Any:
+    """The report functions load matplotlib: only when asked for."""
+    if name in ("study_section", "write_report"):
+        from cnnlab.study import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,263 @@
+"""The study report: ``DIR/report.html`` and ``study_section`` for embedding in other reports.
+
+Everything comes from ``DIR/summary.json``: the per-variant table with its noise verdicts, the
+differences from the baseline with their intervals, and each variant's test accuracy and loss
+per epoch (mean over seeds, with the seeds' min-max band). Figures use the report's style
+(:mod:`cnnlab.report.figures`) and the page its CSS (:mod:`cnnlab.report.html`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from cnnlab.errors import CnnlabError
+from cnnlab.report import figures
+from cnnlab.report.html import CSS, Raw, _figure, _table, _write_text, esc
+from cnnlab.study.results import pm, seconds_text, target_text
+
+VERDICT_STYLE = {
+    "better": "color:#1a7f37;font-weight:600",
+    "worse": "color:#b00020;font-weight:600",
+    "within noise": "color:#5b6475",
+    "baseline": "font-style:italic",
+}
+
+
+def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the standalone page (``DIR/report.html``); figures are kept in ``DIR/figures``."""
+    study_dir = Path(study_dir)
+    out = Path(out) if out is not None else study_dir / "report.html"
+    section = study_section(study_dir, study_dir / "figures")
+    name = _summary(study_dir)["study"]["name"]
+    from cnnlab import __version__
+
+    page = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html lang='en'>",
+            "<head>",
+            "<meta charset='utf-8'>",
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+            f"<title>cnnlab study: {esc(name)}</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            "<header>",
+            f"<h1>cnnlab study: {esc(name)}</h1>",
+            f"<p class='meta'>generated {esc(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by "
+            f"cnnlab {esc(__version__)} from <span class='path'>{esc(study_dir)}</span>.</p>",
+            "</header>",
+            section,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+    _write_text(out, page, "study report")
+    return out
+
+
+def study_section(study_dir: str | Path, fig_dir: str | Path) -> str:
+    """The study as one HTML ``<section>`` (figures drawn into ``fig_dir``, embedded)."""
+    study_dir, fig_dir = Path(study_dir), Path(fig_dir)
+    summary = _summary(study_dir)
+    study = summary["study"]
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"study-{study['name']}"
+    parts = [
+        f"<section class='study' id='{esc(stem)}'>",
+        f"<h2>Study: {esc(study['name'])}</h2>",
+    ]
+    if study.get("description"):
+        parts.append(f"<p>{esc(study['description'])}</p>")
+    parts += [
+        f"<p class='meta'>{_meta(summary)}</p>",
+        f"<div class='wide'>{_summary_table(summary)}</div>",
+        f"<p class='note'>{esc(summary['rule'])}</p>",
+    ]
+    variants = summary["variants"]
+    if any(v["accuracy_diff"] for v in variants):
+        path = plot_differences(variants, study["baseline"], fig_dir / f"{stem}-differences.png")
+        parts += [
+            "<h3>Test accuracy against the baseline</h3>",
+            _figure(path, f"differences from {study['baseline']}"),
+        ]
+    curves = {k: v for k, v in summary["curves"].items() if v}
+    if curves:
+        paths = [
+            plot_study_curves(curves, study["baseline"], m, fig_dir / f"{stem}-{m}.png")
+            for m in ("test_acc", "test_loss")
+        ]
+        figs = "".join(_figure(p, f"{p.stem.rsplit('-', 1)[-1]} per epoch") for p in paths)
+        parts += [
+            "<h3>Learning curves</h3>",
+            f"<div class='figures'>{figs}</div>",
+            "<p class='note'>Test accuracy and loss per epoch: the mean over seeds (line) and "
+            "the lowest to highest seed (band); the baseline in black.</p>",
+        ]
+    parts += [_per_seed(summary), "</section>"]
+    return "\n".join(parts)
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def plot_study_curves(
+    curves: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    baseline: str,
+    metric: str,
+    path: Path,
+) -> Path:
+    """``metric`` (``test_acc`` or ``test_loss``) per epoch for every variant: the mean over
+    seeds and a min-max band."""
+    fig = Figure(figsize=(7.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    others = [v for v in curves if v != baseline]
+    colours = dict(zip(others, figures._palette(len(others)), strict=True))
+    colours[baseline] = (0.0, 0.0, 0.0, 1.0)
+    for variant in [*others, baseline] if baseline in curves else others:
+        seeds = [list(s[metric]) for s in curves[variant].values()]
+        epochs = min(len(s) for s in seeds)
+        if epochs == 0:
+            continue
+        values = np.array([s[:epochs] for s in seeds])
+        x = np.arange(1, epochs + 1)
+        width = 2.4 if variant == baseline else 1.4
+        ax.plot(x, values.mean(axis=0), color=colours[variant], lw=width, label=variant)
+        if len(seeds) > 1:
+            ax.fill_between(
+                x, values.min(axis=0), values.max(axis=0), color=colours[variant], alpha=0.12
+            )
+    if metric == "test_acc":
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        ax.set_ylabel("test accuracy")
+    else:
+        ax.set_ylabel("test loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_title(f"{'Test accuracy' if metric == 'test_acc' else 'Test loss'} per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return figures._save(fig, path)
+
+
+def plot_differences(variants: Sequence[Mapping[str, Any]], baseline: str, path: Path) -> Path:
+    """Each variant's test accuracy minus the baseline's (percentage points): the mean, its
+    95% interval (bar) and the binomial noise band (grey)."""
+    rows = [v for v in variants if v["accuracy_diff"]]
+    fig = Figure(figsize=(7.4, 0.9 + 0.32 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    for y, entry in enumerate(reversed(rows)):
+        diff = entry["accuracy_diff"]
+        mean, half, noise = (100 * (diff[k] or 0.0) for k in ("mean", "ci95", "noise"))
+        ax.barh(y, 2 * noise, left=-noise, height=0.6, color="0.88", zorder=0)
+        colour = {"better": "#1a7f37", "worse": "#b00020"}.get(entry["verdict"], "0.45")
+        if diff["ci95"] is not None and math.isfinite(half):
+            ax.errorbar(mean, y, xerr=half, fmt="none", ecolor=colour, capsize=3, lw=1.4)
+        ax.plot(mean, y, "o", color=colour, ms=5)
+    ax.axvline(0, color="0.2", lw=1)
+    ax.set_yticks(range(len(rows)), [r["variant"] for r in reversed(rows)], fontsize=8)
+    ax.set_xlabel(f"test accuracy minus {baseline} (percentage points)")
+    ax.set_title("Difference from the baseline, paired by seed (bar: 95% CI; grey: noise)")
+    ax.title.set_fontsize(9)
+    ax.grid(axis="x", alpha=0.3)
+    return figures._save(fig, path)
+
+
+# -- HTML pieces --------------------------------------------------------------------------------
+
+
+def _summary(study_dir: Path) -> dict[str, Any]:
+    path = study_dir / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CnnlabError(f"{study_dir}: no summary.json; run the study first") from None
+    except ValueError as exc:
+        raise CnnlabError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _meta(summary: dict[str, Any]) -> str:
+    study = summary["study"]
+    settings = "; ".join(f"{k}={v}" for k, v in study["set"].items()) or "none"
+    parts = [
+        f"Base config <code>{esc(study['base'])}</code>",
+        f"set for every run: <code>{esc(settings)}</code>",
+        f"seeds {esc(', '.join(str(s) for s in study['seeds']))}",
+        f"{summary['test_images']:,d} test images per run",
+        f"{summary['runs_done']} of {summary['runs_planned']} runs done",
+    ]
+    if summary.get("target") is not None:
+        parts.append(f"target accuracy {summary['target']:.4f}")
+    if study.get("quick"):
+        parts.append("<strong>quick settings (--quick)</strong>")
+    return "; ".join(parts) + "."
+
+
+def _summary_table(summary: dict[str, Any]) -> str:
+    headers = (
+        "variant",
+        "changes from the base config",
+        "parameters",
+        "training MFLOP / image",
+        "train s / run",
+        "test accuracy",
+        "Δ accuracy",
+        "noise ±",
+        "verdict",
+        "test loss",
+        "Δ loss",
+        "epochs to target",
+    )
+    rows = []
+    for e in summary["variants"]:
+        diff = e["accuracy_diff"]
+        flops = e.get("training_flops_per_image")
+        seconds = e["train_seconds_mean"]
+        noise = diff["noise"] if diff else None
+        verdict = e["verdict"]
+        style = VERDICT_STYLE.get(verdict, "")
+        rows.append(
+            [
+                Raw(f"<th>{esc(e['variant'])}</th>"),
+                e["overrides_text"],
+                f"{e['parameters']:,d}" if e.get("parameters") else "",
+                f"{flops / 1e6:,.1f}" if flops else "",
+                seconds_text(seconds),
+                pm(e["test_accuracy"], 4),
+                pm(diff, 4, sign=True) if diff else "",
+                f"{noise:.4f}" if noise is not None else "",
+                Raw(f"<span style='{style}'>{esc(verdict)}</span>"),
+                pm(e["test_loss"], 4),
+                pm(e["loss_diff"], 4, sign=True) if e["loss_diff"] else "",
+                target_text(e["epochs_to_target"]),
+            ]
+        )
+    return _table(headers, rows, numeric=(2, 3, 4, 5, 6, 7, 9, 10), cls="comparison")
+
+
+def _per_seed(summary: dict[str, Any]) -> str:
+    seeds = [str(s) for s in summary["study"]["seeds"]]
+    rows = []
+    for e in summary["variants"]:
+        cells: list[Any] = [Raw(f"<th>{esc(e['variant'])}</th>")]
+        for seed in seeds:
+            result = e["per_seed"].get(seed)
+            cells.append(f"{result['test_accuracy']:.4f}" if result else "–")
+        rows.append(cells)
+    headers = ("variant", *(f"seed {s}" for s in seeds))
+    table = _table(headers, rows, numeric=range(1, len(headers)))
+    return (
+        "<details><summary>Test accuracy of every run</summary>"
+        f"{table}<p class='note'>Runs are in <code>runs/&lt;variant&gt;-seed&lt;k&gt;</code>; "
+        "the same seed gives every variant the same split and batch order.</p></details>"
+    )

@@ -1,0 +1,350 @@
+"""Study files: a base run config, variants of it, seeds; strictly validated before any training.
+
+A study is a YAML file (or a preset shipped in ``cnnlab/presets/studies``)::
+
+    name: variations-mnist          # default: the file name
+    description: ...
+    base: part1-mnist               # a run preset or YAML file (relative to the study file)
+    set: {train.epochs: 3}          # overrides for every run, as `cnnlab train --set`
+    seeds: [0, 1, 2]                # default [0]
+    target: 0.9848                  # test accuracy for "epochs to target" (optional)
+    baseline: base                  # the variant the others are compared with (default: base,
+                                    # else the first variant)
+    quick: {seeds: [0], set: {data.train_limit: 500}}   # what --quick changes
+    variants:                       # name -> overrides ({} or empty: the base itself)
+      base: {}
+      filter-2x2: {model.kernel_size: 2}
+    grid:                           # the cartesian product: one variant per combination,
+      model.kernel_size: [3, 5]     # named kernel_size-3 ... (joined with '_')
+
+Overrides are dotted keys with YAML values: a key sets one value, a mapping value replaces that
+key's value as a whole (``model: {name: convnet, ...}``), exactly like ``--set``. Every run's
+config is built (base, then ``set``, then ``quick.set``, then the variant, then the seed) and
+validated with the run config's own rules, and its model options are checked against the model
+family, so a typo fails in one line naming the file and the variant before anything trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnlab.errors import CnnlabError
+from cnnlab.training.config import RunConfig, config_from_dict, load_config
+
+STUDY_KEYS = ("name", "description", "base", "set", "seeds", "target", "baseline", "quick")
+VARIANT_KEYS = ("variants", "grid")
+QUICK_KEYS = ("seeds", "set")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RESERVED = ("seed", "name")  # the study sets these for every run
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant: its name and its own overrides (dotted key -> value)."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """``key=value; key=value`` (``(base config)`` for none)."""
+        if not self.overrides:
+            return "(base config)"
+        return "; ".join(f"{k}={_flow(v)}" for k, v in self.overrides.items())
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One variant trained with one seed: the run folder ``runs/<variant>-seed<seed>``."""
+
+    variant: str
+    seed: int
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: what to train, with which seeds, and what to compare with."""
+
+    name: str
+    description: str
+    origin: str
+    source: str
+    base: str
+    overrides: dict[str, Any]
+    seeds: tuple[int, ...]
+    target: float | None
+    baseline: str
+    variants: tuple[Variant, ...]
+    quick: bool
+    runs: tuple[PlannedRun, ...]
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "base": self.base,
+            "set": self.overrides,
+            "seeds": list(self.seeds),
+            "target": self.target,
+            "baseline": self.baseline,
+            "quick": self.quick,
+            "variants": {v.name: v.overrides for v in self.variants},
+        }
+
+
+def study_names() -> tuple[str, ...]:
+    """The study presets shipped in the package."""
+    folder = resources.files("cnnlab") / "presets" / "studies"
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+def load_study(
+    source: str | Path, *, quick: bool = False, seeds: tuple[int, ...] | None = None
+) -> Study:
+    """Read, expand and validate a study file or preset; ``seeds`` replaces its seeds."""
+    text, origin, where, resolved = _read(source)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CnnlabError(f"{origin}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CnnlabError(f"{origin}: expected a mapping of study keys at the top level")
+    _known(raw, (*STUDY_KEYS, *VARIANT_KEYS), origin, "")
+    name = raw.get("name", Path(str(source)).stem)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise CnnlabError(f"{origin}: name must be letters, digits, '.', '_' or '-', got {name!r}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise CnnlabError(f"{origin}: description must be text")
+    base = raw.get("base")
+    if not isinstance(base, str) or not base:
+        raise CnnlabError(f"{origin}: base is required: a run preset name or a YAML file")
+    overrides = _overrides(raw.get("set"), origin, "set")
+    run_seeds = _seeds(raw.get("seeds", [0]), origin, "seeds")
+    quick_raw = raw.get("quick") or {}
+    if not isinstance(quick_raw, dict):
+        raise CnnlabError(f"{origin}: quick must be a mapping with seeds and/or set")
+    _known(quick_raw, QUICK_KEYS, origin, "quick.")
+    if quick:
+        overrides = {**overrides, **_overrides(quick_raw.get("set"), origin, "quick.set")}
+        if "seeds" in quick_raw:
+            run_seeds = _seeds(quick_raw["seeds"], origin, "quick.seeds")
+    if seeds is not None:
+        run_seeds = _seeds(list(seeds), origin, "--seeds")
+    target = raw.get("target")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
+    ):
+        raise CnnlabError(f"{origin}: target must be an accuracy in (0, 1], got {target!r}")
+    variants = _variants(raw, origin)
+    baseline = raw.get("baseline")
+    names = [v.name for v in variants]
+    if baseline is None:
+        baseline = "base" if "base" in names else names[0]
+    elif baseline not in names:
+        raise CnnlabError(
+            f"{origin}: baseline {baseline!r} is not a variant; variants: {', '.join(names)}"
+        )
+    base_path = _base_source(base, where)
+    base_config = load_config(base_path)
+    runs = []
+    for variant in variants:
+        for seed in run_seeds:
+            config = _run_config(base_config, overrides, variant, seed, name, origin)
+            runs.append(PlannedRun(variant.name, seed, config))
+    runs.sort(key=lambda r: run_seeds.index(r.seed))  # seed-major: whole pairs finish first
+    return Study(
+        name=name,
+        description=description.strip(),
+        origin=origin,
+        source=resolved,
+        base=str(base_path),
+        overrides=overrides,
+        seeds=run_seeds,
+        target=None if target is None else float(target),
+        baseline=baseline,
+        variants=tuple(variants),
+        quick=quick,
+        runs=tuple(runs),
+    )
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
+    """Set dotted keys in a nested config mapping (the semantics of ``--set``)."""
+    for key, value in overrides.items():
+        parts = key.split(".")
+        target = raw
+        for part in parts[:-1]:
+            if target.get(part) is None:
+                target[part] = {}
+            target = target[part]
+            if not isinstance(target, dict):
+                raise CnnlabError(f"{origin}: {key}: {part!r} is not a section")
+        target[parts[-1]] = copy.deepcopy(value)
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+
+def _read(source: str | Path) -> tuple[str, str, Path | None, str]:
+    """(text, name for messages, folder for relative paths, source a worker can re-read)."""
+    path = Path(source)
+    if path.is_file():
+        return path.read_text(), str(path), path.resolve().parent, str(path.resolve())
+    if str(source) in study_names():
+        preset = resources.files("cnnlab") / "presets" / "studies" / f"{source}.yaml"
+        return preset.read_text(), f"study preset {source}", None, str(source)
+    raise CnnlabError(
+        f"study {str(source)!r}: no such file and no such preset; "
+        f"study presets: {', '.join(study_names()) or 'none'}"
+    )
+
+
+def _known(raw: dict[str, Any], keys: tuple[str, ...], origin: str, prefix: str) -> None:
+    unknown = sorted(str(k) for k in set(raw) - set(keys))
+    if unknown:
+        raise CnnlabError(
+            f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}"
+        )
+
+
+def _overrides(value: Any, origin: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CnnlabError(f"{origin}: {where} must be a mapping of dotted keys to values")
+    for key in value:
+        if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
+            raise CnnlabError(f"{origin}: {where}: {key!r} is not a dotted config key")
+        if key.split(".")[0] in _RESERVED:
+            raise CnnlabError(
+                f"{origin}: {where}: {key} is set by the study for every run (seeds: and name:)"
+            )
+    return dict(value)
+
+
+def _seeds(value: Any, origin: str, where: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value)
+    ):
+        raise CnnlabError(f"{origin}: {where} must be a list of whole numbers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise CnnlabError(f"{origin}: {where} lists a seed twice: {value}")
+    return tuple(value)
+
+
+def _variants(raw: dict[str, Any], origin: str) -> list[Variant]:
+    explicit = raw.get("variants") or {}
+    if not isinstance(explicit, dict):
+        raise CnnlabError(f"{origin}: variants must map variant names to overrides")
+    variants = []
+    for name, overrides in explicit.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise CnnlabError(
+                f"{origin}: variants: {name!r} is not a usable name "
+                "(letters, digits, '.', '_' or '-'; it names the run folders)"
+            )
+        variants.append(Variant(name, _overrides(overrides, origin, f"variants.{name}")))
+    variants += _grid(raw.get("grid"), origin)
+    if not variants:
+        raise CnnlabError(f"{origin}: no variants: give variants: and/or grid:")
+    seen: set[str] = set()
+    for variant in variants:
+        if variant.name in seen:
+            raise CnnlabError(f"{origin}: two variants are named {variant.name!r}")
+        seen.add(variant.name)
+    return variants
+
+
+def _grid(grid: Any, origin: str) -> list[Variant]:
+    """One variant per combination of the grid's values, named ``<key>-<value>_...``."""
+    if grid is None:
+        return []
+    if not isinstance(grid, dict) or not grid:
+        raise CnnlabError(f"{origin}: grid must map dotted keys to lists of values")
+    _overrides(grid, origin, "grid")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise CnnlabError(f"{origin}: grid: {key} must list at least one value")
+    variants = []
+    for combination in itertools.product(*grid.values()):
+        overrides = dict(zip(grid, combination, strict=True))
+        name = "_".join(f"{k.split('.')[-1]}-{_slug(v)}" for k, v in overrides.items())
+        variants.append(Variant(name, overrides))
+    return variants
+
+
+def _slug(value: Any) -> str:
+    text = _flow(value) if isinstance(value, list | dict) else str(value)
+    return re.sub(r"[^A-Za-z0-9.]+", "x", text).strip("x") or "x"
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML (what ``--set`` would take)."""
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
+    )
+
+
+def _base_source(base: str, folder: Path | None) -> str | Path:
+    if folder is not None and (folder / base).is_file():
+        return folder / base
+    return base
+
+
+def _run_config(
+    base: RunConfig,
+    overrides: dict[str, Any],
+    variant: Variant,
+    seed: int,
+    study: str,
+    origin: str,
+) -> RunConfig:
+    where = f"{origin}: variants.{variant.name}"
+    raw = base.to_dict()
+    apply_overrides(raw, overrides, f"{origin}: set")
+    apply_overrides(raw, variant.overrides, where)
+    raw["seed"] = seed
+    raw["name"] = f"{study}-{variant.name}-seed{seed}"
+    config = config_from_dict(raw, where)
+    _check_model_options(config, where)
+    return config
+
+
+def _check_model_options(config: RunConfig, where: str) -> None:
+    from cnnlab.models import model_options
+
+    name = config.model["name"]
+    try:
+        valid = model_options(name)
+    except CnnlabError as exc:
+        raise CnnlabError(f"{where}: {exc}") from None
+    unknown = sorted(set(config.model) - {"name"} - set(valid))
+    if unknown:
+        raise CnnlabError(
+            f"{where}: model {name!r}: unknown option(s) {', '.join(unknown)}; "
+            f"valid options: {', '.join(valid) or 'none'}"
+        )
