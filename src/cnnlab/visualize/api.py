@@ -32,6 +32,13 @@ SAMPLE_SEED = 0
 
 SAMPLE_SIZE = 8
 
+KIND_TITLES = {
+    "gradcam": "Grad-CAM",
+    "guided_gradcam": "Guided Grad-CAM",
+    "saliency": "saliency and guided backprop",
+}
+"""How each heatmap figure is named in its title."""
+
 
 def visualize_run(
     run_dir: str | Path,
@@ -90,6 +97,8 @@ def visualize_run(
         "out": str(out),
         "model": run.config.model["name"],
         "layers": names,
+        "heads": [h for h in heads if h],
+        "target": "predicted" if target_class is None else str(target_class),
         "images": {
             "count": int(x.shape[0]),
             "source": source,
@@ -285,11 +294,13 @@ def _write_heatmaps(
     any_map = next(iter(maps.values()))
     levels = [str(v) for v in run.factor_levels.get(head, ())] if head else list(run.class_names)
     explained = [levels[int(k)] if int(k) < len(levels) else str(int(k)) for k in any_map.target]
+    named = [f"{head} {c}" if head else c for c in explained]
     titles = [
         f"{t}\n-> {_short(c)} ({float(s):.2g})"
-        for t, c, s in zip(row_titles, explained, any_map.score, strict=True)
+        for t, c, s in zip(row_titles, named, any_map.score, strict=True)
     ]
     what = f"head {head}: " if head else ""
+    logit = "its logit" if not head or len(levels) > 2 else "the logit toward that level"
     entry: dict[str, Any] = {
         "targets": any_map.target.tolist(),
         "target_names": explained,
@@ -310,7 +321,7 @@ def _write_heatmaps(
             x,
             panels,
             out / f"{kind}{suffix}.png",
-            title=f"{what}{kind.replace('_', ' ')} of the explained class (-> class, logit)",
+            title=f"{what}{KIND_TITLES[kind]} for the class after -> (in brackets: {logit})",
             row_titles=titles,
             masks=masks,
         )

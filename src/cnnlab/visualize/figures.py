@@ -7,6 +7,7 @@ as blocks (no interpolation): on 28x28 images smoothing would invent detail.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,19 +63,23 @@ def plot_activations(
     columns: int = 16,
 ) -> Path:
     """One row per image: the input, then a grid of the layer's C feature maps (in channel
-    order, ``columns`` to a line).
+    order, ``columns`` to a line); rows are spaced apart so each image's grid reads as one.
 
     Maps of one image share one colour scale (so weak maps look weak): red/blue around 0 when
     the layer has negative values, dark-to-bright from 0 otherwise.
     """
     n, c, h, w = activations.shape
     columns = min(columns, c)
-    grid_rows = math.ceil(c / columns)
+    gap = max(1, h // 8)
     a = activations.detach().float().numpy()
     tile_in = 0.42 if c <= 32 else 0.3
-    height = max(tile_in * grid_rows, 0.9)
-    fig = Figure(figsize=(0.9 + tile_in * columns + 0.2, height * n + 0.4), layout="constrained")
-    grid = fig.add_gridspec(n, 2, width_ratios=[0.9, tile_in * columns])
+    maps_w = tile_in * columns
+    first = mosaic(a[0], columns, gap=gap)
+    maps_h = maps_w * first.shape[0] / first.shape[1]
+    row_h = max(maps_h, 0.75)
+    fig = Figure(figsize=(1.5 + maps_w, (row_h + 0.22) * n + 0.45), layout="constrained")
+    fig.get_layout_engine().set(hspace=0.12 / max(row_h, 1e-3), h_pad=0.02)
+    grid = fig.add_gridspec(n, 2, width_ratios=[min(row_h, 0.9), maps_w])
     rgb = input_rgb(images)
     for i in range(n):
         low, high = float(a[i].min()), float(a[i].max())
@@ -84,14 +89,15 @@ def plot_activations(
         ax.imshow(rgb[i], interpolation="nearest")
         _blank(ax)
         name = labels[i] if labels is not None else f"image {i}"
-        ax.set_title(f"{name}\n[{low:.2g}, {high:.2g}]", fontsize=5)
+        ax.set_ylabel(f"{name}\n[{low:.2g}, {high:.2g}]", fontsize=5)
         ax = fig.add_subplot(grid[i, 1])
-        picture = mosaic(a[i], columns, gap=max(1, h // 8))
+        picture = first if i == 0 else mosaic(a[i], columns, gap=gap)
         ax.imshow(picture, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         _blank(ax)
         if i == 0:
-            ax.set_title(f"maps 0..{c - 1}, {columns} to a line", fontsize=5)
-    fig.suptitle(f"{layer}: {c} feature maps of {h}x{w}", fontsize=8)
+            ax.set_title(f"maps 0..{c - 1}, {columns} to a line", fontsize=5, pad=2)
+    scale = "each image's maps on one scale (range at left; red > 0 > blue, or dark to bright)"
+    fig.suptitle(f"{layer}: {c} feature maps of {h}x{w}\n{scale}", fontsize=7)
     return _save(fig, path)
 
 
@@ -149,7 +155,8 @@ def plot_heatmaps(
     (the raw values are in the arrays beside the PNG); ``masks`` outline the truth in cyan.
     """
     n, columns = images.shape[0], len(panels) + 1
-    fig = Figure(figsize=(1.05 * columns, 1.12 * n + 0.5), layout="constrained")
+    width = max(columns + 0.25, 2.6)
+    fig = Figure(figsize=(width, 1.12 * n + 0.5), layout="constrained")
     rgb = input_rgb(images)
     grey = rgb.mean(axis=3)
     for i in range(n):
@@ -177,6 +184,12 @@ def plot_heatmaps(
             _blank(ax)
             if i == 0:
                 ax.set_title(name, fontsize=6)
-            ax.set_xlabel(f"max {top:.2g}", fontsize=4, labelpad=1)
-    fig.suptitle(title, fontsize=7)
+            ax.set_xlabel(f"max {top:.2g}" if top > 0 else "none > 0", fontsize=4, labelpad=1)
+    fig.suptitle(_wrap(title, width), fontsize=7)
     return _save(fig, path)
+
+
+def _wrap(text: str, width_in: float, fontsize: float = 7) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points."""
+    chars = max(20, int(width_in * 72 / (0.62 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.splitlines())
