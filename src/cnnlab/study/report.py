@@ -124,15 +124,24 @@ def plot_study_curves(
     others = [v for v in curves if v != baseline]
     colours = dict(zip(others, figures._palette(len(others)), strict=True))
     colours[baseline] = (0.0, 0.0, 0.0, 1.0)
-    for variant in [*others, baseline] if baseline in curves else others:
+    order = [baseline, *others] if baseline in curves else others
+    for z, variant in enumerate(order):
         seeds = [list(s[metric]) for s in curves[variant].values()]
         epochs = min(len(s) for s in seeds)
         if epochs == 0:
             continue
         values = np.array([s[:epochs] for s in seeds])
         x = np.arange(1, epochs + 1)
-        width = 2.4 if variant == baseline else 1.4
-        ax.plot(x, values.mean(axis=0), color=colours[variant], lw=width, label=variant)
+        ax.plot(
+            x,
+            values.mean(axis=0),
+            color=colours[variant],
+            lw=2.4 if variant == baseline else 1.4,
+            marker="o" if epochs <= 30 else None,
+            markersize=3.5,
+            label=variant,
+            zorder=len(order) + 2 - z,  # the baseline on top
+        )
         if len(seeds) > 1:
             ax.fill_between(
                 x, values.min(axis=0), values.max(axis=0), color=colours[variant], alpha=0.12

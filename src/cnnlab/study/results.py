@@ -197,7 +197,7 @@ def summary_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 def target_text(target: dict[str, Any] | None) -> str:
     """``2.3 (3/3)``, ``not reached (0/3)`` or empty without a target."""
-    if not target:
+    if not target or not target["of"]:
         return ""
     if target["mean"] is None:
         return f"not reached (0/{target['of']})"

@@ -258,8 +258,8 @@ def _run_workers(
     except KeyboardInterrupt:
         _stop(processes)
         raise CnnlabError(
-            "interrupted; every worker saved a checkpoint of its run. Run the same command "
-            "again to continue"
+            "interrupted; workers saved a checkpoint of the runs they were training. Run the same "
+            "command again to continue"
         ) from None
     _report_finished(spec, folder, reported, say)
     return [
