@@ -173,19 +173,35 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
         help="one self-contained HTML report for one or more runs",
         description="Write one HTML file (images embedded, no network needed) with each run's "
         "provenance, learning curves, metrics, confusion matrices and factor analysis; several "
-        "runs side by side with a comparison table.",
+        "runs side by side with a comparison table. A run with pictures from 'cnnlab "
+        "visualize' in RUN_DIR/visualize also gets a 'Looking inside' section: activations, "
+        "filter images, Grad-CAM / guided Grad-CAM / saliency (per head) and, on Lines, the "
+        "localisation scores read in words.",
     )
     report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--out", type=Path, default=Path("report.html"), metavar="HTML")
     report.add_argument("--markdown", type=Path, metavar="MD", help="also a Markdown summary")
     report.add_argument("--figures", type=Path, metavar="DIR", help="also keep the PNG/SVG files")
+    report.add_argument(
+        "--inside",
+        action="store_true",
+        help="first run 'cnnlab visualize' (scored on 256 test images for Lines runs) into "
+        "RUN_DIR/visualize for runs without pictures there (or with pictures older than the "
+        "model); up to a minute per run on a CPU",
+    )
     report.set_defaults(handler=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from cnnlab.report import build_report
+    from cnnlab.report.inside import needs_pictures
 
-    out = build_report(args.run_dirs, args.out, args.markdown, figures_dir=args.figures)
+    missing = [d for d in args.run_dirs if args.inside and d.is_dir() and needs_pictures(d)]
+    if missing:
+        print(f"looking inside {len(missing)} run(s) first (cnnlab visualize; up to a minute each)")
+    out = build_report(
+        args.run_dirs, args.out, args.markdown, figures_dir=args.figures, inside=args.inside
+    )
     print(f"report written: {out}" + (f" (summary: {args.markdown})" if args.markdown else ""))
     return 0
 

@@ -13,7 +13,7 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from PIL import Image
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open
 from cnnlab.report import figures
+from cnnlab.report.inside import inside_section, prepare_inside
 from cnnlab.report.markdown import markdown_summary
 from cnnlab.report.records import RunRecord, read_runs
 from cnnlab.report.summary import (
@@ -61,11 +62,16 @@ def build_report(
     markdown: Path | None = None,
     *,
     figures_dir: Path | None = None,
+    inside: bool = False,
+    visualize_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an HTML report on ``run_dirs`` to ``out`` (and a Markdown summary to ``markdown``).
 
-    Runs without ``metrics-test.json`` are evaluated first. ``figures_dir`` keeps the PNG (and
-    SVG) figures; by default they live only inside the page. Returns ``out``.
+    Runs without ``metrics-test.json`` are evaluated first. A run with pictures in
+    ``RUN_DIR/visualize`` gets a "Looking inside" section; ``inside`` first makes them
+    (``visualize_run``, scored on Lines; ``visualize_options`` passed on) for runs that have
+    none or older than their model. ``figures_dir`` keeps the PNG (and SVG) figures; by
+    default they live only inside the page. Returns ``out``.
     """
     out = Path(out)
     targets = [(out, "report"), (markdown, "Markdown summary"), (figures_dir, "figures")]
@@ -73,6 +79,8 @@ def build_report(
         if path is not None:
             _check_writable(Path(path), what, folder=what == "figures")
     records = read_runs(list(run_dirs))
+    if inside:
+        prepare_inside([r.path for r in records], visualize_options)
     with tempfile.TemporaryDirectory(prefix="cnnlab-report-") as tmp:
         kept = figures_dir is not None
         page = render_page(records, Path(figures_dir) if kept else Path(tmp), svg=kept)
@@ -233,7 +241,7 @@ def _run_section(index: int, record: RunRecord, fig_dir: Path, svg: bool) -> str
     ]
     if record.factor_analysis:
         parts += ["<h3>Factor analysis</h3>", _factor_analysis(record)]
-    parts.append("</section>")
+    parts += [inside_section(record.path, record.label), "</section>"]
     return "\n".join(parts)
 
 
@@ -604,15 +612,17 @@ def _figure_row(paths: Sequence[Path], label: str) -> str:
     return f"<div class='figures'>{items}</div>"
 
 
-def _figure(path: Path, alt: str) -> str:
-    """``<figure>`` with the PNG at ``path`` embedded, shown at its intended size."""
+def _figure(path: Path, alt: str, caption: str | None = None) -> str:
+    """``<figure>`` with the PNG at ``path`` embedded, shown at its intended size (under a
+    ``caption``)."""
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as image:
         width = image.width
         dpi = float(image.info.get("dpi", (figures.DPI, figures.DPI))[0]) or figures.DPI
     css_width = round(width * 96 / dpi)
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return f"<figure><img src='{uri}' alt='{esc(alt)}' width='{css_width}'></figure>"
+    above = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f"<figure>{above}<img src='{uri}' alt='{esc(alt)}' width='{css_width}'></figure>"
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -678,4 +688,9 @@ table.comparison td.num { white-space: nowrap; }
 .heads { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
 .heads h4 { margin: 8px 0 2px; }
 .warn { color: #b00020; }
+figcaption { font-size: 14px; font-weight: 600; text-align: center; }
+figure.input figcaption { font-size: 11px; line-height: 1.3; font-weight: normal;
+  color: var(--muted); }
+figure.input img { image-rendering: pixelated; }
+table.scores td.num { white-space: nowrap; }
 """

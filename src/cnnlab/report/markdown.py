@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from cnnlab.report.inside import inside_line
 from cnnlab.report.records import RunRecord
 from cnnlab.report.summary import (
     TEXT_COLUMNS,
@@ -22,7 +23,8 @@ def cell(text: str) -> str:
 
 
 def markdown_summary(records: Sequence[RunRecord]) -> str:
-    """The comparison table (one row per run), then each run's headline metrics."""
+    """The comparison table (one row per run), then each run's headline metrics (and its best
+    localisation score, when ``cnnlab visualize --score`` measured them)."""
     columns = comparison_columns(records)
     lines = [
         "# cnnlab report",
@@ -39,4 +41,7 @@ def markdown_summary(records: Sequence[RunRecord]) -> str:
     for record in records:
         lines += ["", f"## {cell(record.label)}", ""]
         lines += [f"- {cell(line)}" for line in headline(record)]
+        inside = inside_line(record.path)
+        if inside:
+            lines.append(f"- {cell(inside)}")
     return "\n".join(lines) + "\n"
