@@ -375,15 +375,18 @@ seed with its CI and a within-noise verdict, parameters, training FLOPs per imag
 the target accuracy) and DIR/report.html. STUDY is a YAML file or a study preset:
 {", ".join(study_names()) or "none"}.
 
-Running the same command again skips finished runs and resumes interrupted ones; a run folder
-whose config differs from what the study asks is refused.
+A difference is "within noise" when its 95% CI (Student t over the paired seeds) includes 0
+or it is below 1.96 binomial standard errors of a difference of two accuracies on the test
+images of those seeds. Running the same command again skips finished runs and resumes
+interrupted ones; a run folder whose config differs from what the study asks is refused.
 
 Workers: --jobs N starts N worker processes here, each with max(1, cores // N) threads. Any
 number of workers on other machines can join through a shared folder (NFS ...):
-    cnnlab study STUDY --out DIR --worker
-Workers claim runs with claim files in DIR/claims (created atomically, so no run is trained
-twice); a claim whose worker died (a dead local process, or no heartbeat for --stale-after
-seconds) is taken over and its run resumed.""",
+    cnnlab study STUDY --out DIR --worker [--jobs N]
+They train and leave when no run is left; the command without --worker trains too and writes
+the summary when every run is done. Workers claim runs with claim files in DIR/claims (created
+atomically, so no run is trained twice); a claim whose worker died (a dead local process, or
+no heartbeat for --stale-after seconds) is taken over and its run resumed.""",
     )
     study.add_argument("study", metavar="STUDY", help="study YAML file or study preset name")
     study.add_argument(
@@ -397,7 +400,9 @@ seconds) is taken over and its run resumed.""",
         "--seeds", type=_int_list, metavar="S,S", help="seeds to run, e.g. 0,1,2 (the study's)"
     )
     study.add_argument(
-        "--worker", action="store_true", help="only train runs of DIR (join a running study)"
+        "--worker",
+        action="store_true",
+        help="only train runs of DIR (join a running study; with --jobs N, N processes)",
     )
     study.add_argument(
         "--threads", type=int, metavar="N", help="torch threads per worker (cores // jobs)"

@@ -4,12 +4,14 @@ A worker owns a run while ``claims/<run>.claim`` exists with its token inside. T
 created with ``O_CREAT | O_EXCL``, which exactly one creator wins, also on NFS (v3 and later).
 The owner touches it every ``HEARTBEAT_SECONDS`` while it trains and deletes it when done.
 
-A claim is stale, and may be taken over, when its worker is certainly gone: the claim names
-this host and a process id that no longer exists, or its heartbeat is older than
-``stale_after`` seconds. Ages are measured on the shared file system's own clock (the mtime of
-a file just touched there), so clocks that differ between machines do not matter. Taking over
-renames the stale file away (one renamer wins) and checks that what it moved is the stale
-claim it judged; a fresh claim moved by a lost race is put back.
+A claim is stale, and may be taken over, when its worker is certainly gone: the claim names this
+host and a process id that no longer exists, or its heartbeat is older than ``stale_after``
+seconds (a machine that crashed, lost the folder or was suspended). The heartbeat says the
+worker process is alive, not that it progresses: a worker that hangs must be killed, after which
+its claim goes stale. Ages are measured on the shared file system's own clock (the mtime of a
+file just touched there), so clocks that differ between machines do not matter. Taking over
+renames the stale file away (one renamer wins) and checks that what it moved is the stale claim
+it judged; a fresh claim moved by a lost race is put back.
 """
 
 from __future__ import annotations

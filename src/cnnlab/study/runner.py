@@ -7,13 +7,13 @@ process of its own with ``max(1, cores // jobs)`` torch threads, waits for them 
 each finished run, and writes ``results.csv``, ``summary.csv``, ``summary.json`` and
 ``report.html`` into the study folder. ``jobs=1`` works in this process.
 
-More machines: start ``cnnlab study STUDY --out DIR --worker`` on any machine that sees DIR
-(NFS or another shared file system); workers split the runs through claim files (see
-:mod:`cnnlab.study.claims`) and never train a run twice. A worker leaves when nothing is left
-to claim; workers on other machines summarise nothing, the one that started with ``--jobs``
-summarises when every run is done. Running the same command again skips finished runs,
-resumes interrupted ones from their last checkpoint and takes over the runs of workers that
-died (their claims go stale); runs that failed are retried.
+More machines: start ``cnnlab study STUDY --out DIR --worker`` on any machine that sees DIR (NFS
+or another shared file system); workers split the runs through claim files (see
+:mod:`cnnlab.study.claims`) and never train a run twice. A worker leaves when nothing is left to
+claim; ``--worker --jobs N`` starts N of them on that machine. Workers summarise nothing: the
+command started without ``--worker`` summarises when every run is done. Running the same command
+again skips finished runs, resumes interrupted ones from their last checkpoint and takes over
+the runs of workers that died (their claims go stale); runs that failed are retried.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def run_study(
     """Run (or continue) the study ``study`` (a YAML file or study preset) in ``out``.
 
     ``out`` defaults to ``studies/<name>`` (``studies/<name>-quick`` with ``quick``). With
-    ``worker`` this process only trains runs (no summary) and returns None; otherwise it
-    returns the summary (the content of ``summary.json``).
+    ``worker`` this machine only trains runs (in this process, or in ``jobs`` processes) and
+    returns None; otherwise it returns the summary (the content of ``summary.json``).
     """
     if jobs < 1:
         raise CnnlabError(f"--jobs must be at least 1, got {jobs}")
@@ -75,8 +75,14 @@ def run_study(
         import torch
 
         torch.set_num_threads(threads)
-    if worker:
+    if worker and jobs == 1:
         _work_here(spec, folder, stale_after, quiet, say)
+        return None
+    if worker:
+        (folder / "claims").mkdir(parents=True, exist_ok=True)
+        problems = _run_workers(spec, folder, jobs, threads, stale_after, seeds, say)
+        if problems:
+            raise CnnlabError("; ".join(problems))
         return None
 
     analysis = analyse(spec)
