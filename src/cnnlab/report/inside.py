@@ -247,8 +247,8 @@ def _one_output(rows: Sequence[Mapping[str, Any]], n: str) -> list[str]:
     if top is not best and top.get("energy"):
         sentences.append(
             f"The most concentrated map is {method_name(top)}: {_pct(top['energy'])} of its "
-            f"heat on the line, top-k IoU {top['topk_iou']:.2f}, pointing game "
-            f"{_pct(top['pointing'])}."
+            f"heat on the line, top-k IoU {_decimal(top.get('topk_iou'))}, pointing game "
+            f"{_pct(top.get('pointing'))}."
         )
     cams = [r for r in rows if r["method"] == "gradcam" and r.get("pointing") is not None]
     if len(cams) > 1:
@@ -363,6 +363,10 @@ def inside_line(run_dir: Path) -> str | None:
 
 def _verdict(row: Mapping[str, Any]) -> str:
     return f"{'passed' if passes(row) else 'failed'} (ρ {row['rank_corr_random']:.2f})"
+
+
+def _decimal(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "–"
 
 
 def _pct(value: Any) -> str:
@@ -639,13 +643,16 @@ def _scores(scores: Mapping[str, Any]) -> str:
     first = len(headers) - len(metrics) - 1
     table = page._table(headers, body, numeric=range(first, len(headers) - 1), cls="scores")
     note = (
-        "Pointing game: the map's hottest pixel lies on the line (within 1 px: or next to it). "
-        "Energy in mask: the share of the map's positive values on the line. Top-k IoU: overlap "
-        "of the map's k hottest pixels with the line's k pixels. Rank correlation with random "
-        "weights: how alike the maps of the trained model and of a re-initialised copy are "
-        f"(lower is better; below {SANITY_LIMIT} passes). Bold: the best of "
-        + ("each head." if heads else "each column.")
+        "Rank correlation with random weights: how alike the maps of the trained model and of "
+        f"a re-initialised copy are (lower is better; below {SANITY_LIMIT} passes)."
     )
+    if masks:
+        note = (
+            "Pointing game: the map's hottest pixel lies on the line (within 1 px: or next to "
+            "it). Energy in mask: the share of the map's positive values on the line. Top-k "
+            "IoU: overlap of the map's k hottest pixels with the line's k pixels. "
+            f"{note} Bold: the best of {'each head' if heads else 'each column'}."
+        )
     return "\n".join(
         [
             f"<p>{page.esc(' '.join(score_reading(scores)))}</p>",
