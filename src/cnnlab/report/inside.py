@@ -433,9 +433,16 @@ def _intro(inside: Inside) -> str:
         f"{page.esc(inside.folder)}</code> (written by <code>cnnlab visualize</code>; raw "
         "arrays beside every picture). Activations are each layer's feature maps; filter "
         "images are inputs optimised to excite one filter each; Grad-CAM, Guided Grad-CAM and "
-        "saliency show which pixels drive the explained class. Cyan outlines are the line's "
-        "true pixels.</p>"
+        "saliency show which pixels drive the explained class."
+        + (" Cyan outlines are the line's true pixels." if _outlined(inside) else "")
+        + "</p>"
     )
+
+
+def _outlined(inside: Inside) -> bool:
+    """Whether the heatmaps outline the object: Lines test images (they carry masks)."""
+    test_sample = inside.summary["images"].get("source") == "test sample"
+    return test_sample and _dataset(inside.folder.parent) == "lines"
 
 
 def _settings(inside: Inside) -> str:
@@ -522,7 +529,9 @@ def _inputs(inside: Inside) -> str:
         )
     return (
         f"<div class='figures'>{''.join(items)}</div><p class='note'>True class, then the "
-        "class explained (predicted unless one was asked for) and its logit, per head.</p>"
+        "class explained (predicted unless one was asked for) and its logit"
+        + (", per head" if len(inside.summary["heatmaps"]) > 1 else "")
+        + ".</p>"
     )
 
 
