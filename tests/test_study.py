@@ -224,6 +224,37 @@ def test_two_worker_processes_train_each_run_once(tmp_path: Path, mnist_dir: Pat
     assert not list((out / "claims").glob("*.claim"))
 
 
+def test_failed_runs_are_retried_and_diverged_runs_kept(
+    tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tiny_study(mnist_dir, seeds=[0])
+    spec["variants"] = {"base": {}, "huge-lr": {"train.optimizer": "sgd", "train.lr": 1.0e6}}
+    path, out = write_study(tmp_path, spec), tmp_path / "out"
+    import cnnlab.training.run as run_module
+
+    real_train = run_module.train
+
+    def flaky_train(config, **kwargs):
+        if config.name == "tiny-base-seed0":
+            raise RuntimeError("disk on fire")
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(run_module, "train", flaky_train)
+    with pytest.raises(CnnlabError, match=r"1 run\(s\) failed \(base-seed0\).*run the same"):
+        run_study(path, out=out, quiet=True)
+    failure = json.loads((out / "claims" / "base-seed0.failed").read_text())
+    assert failure["error"] == "RuntimeError: disk on fire"
+    info = json.loads((out / "runs" / "huge-lr-seed0" / "run.json").read_text())
+    assert info["status"] == "diverged"
+
+    monkeypatch.setattr(run_module, "train", real_train)
+    summary = run_study(path, out=out, quiet=True)  # the failed run again; the diverged one not
+    assert not (out / "claims" / "base-seed0.failed").exists()
+    huge = summary["variants"][1]
+    assert huge["diverged"] == 1 and huge["seeds_done"] == 0 and huge["verdict"] == "n/a"
+    assert "huge-lr-seed0,huge-lr,0,diverged" in (out / "results.csv").read_text()
+
+
 # -- claims -------------------------------------------------------------------------------------
 
 

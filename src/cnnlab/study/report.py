@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from cnnlab.errors import CnnlabError
 from cnnlab.report import figures
 from cnnlab.report.html import CSS, Raw, _figure, _table, _write_text, esc
-from cnnlab.study.results import pm, seconds_text, target_text
+from cnnlab.study.results import pm, seconds_text, seeds_text, target_text
 
 VERDICT_STYLE = {
     "better": "color:#1a7f37;font-weight:600",
@@ -219,6 +219,7 @@ def _summary_table(summary: dict[str, Any]) -> str:
         "parameters",
         "training MFLOP / image",
         "train s / run",
+        "seeds",
         "test accuracy",
         "Δ accuracy",
         "noise ±",
@@ -242,6 +243,7 @@ def _summary_table(summary: dict[str, Any]) -> str:
                 f"{e['parameters']:,d}" if e.get("parameters") else "",
                 f"{flops / 1e6:,.1f}" if flops else "",
                 seconds_text(seconds),
+                seeds_text(e),
                 pm(e["test_accuracy"], 4),
                 pm(diff, 4, sign=True) if diff else "",
                 f"{noise:.4f}" if noise is not None else "",
@@ -251,7 +253,7 @@ def _summary_table(summary: dict[str, Any]) -> str:
                 target_text(e["epochs_to_target"]),
             ]
         )
-    return _table(headers, rows, numeric=(2, 3, 4, 5, 6, 7, 9, 10), cls="comparison")
+    return _table(headers, rows, numeric=(2, 3, 4, 5, 6, 7, 8, 10, 11), cls="comparison")
 
 
 def _per_seed(summary: dict[str, Any]) -> str:

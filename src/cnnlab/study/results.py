@@ -211,6 +211,7 @@ def summary_table(summary: dict[str, Any]) -> str:
         "params",
         "MFLOP/img",
         "s/run",
+        "seeds",
         "test accuracy",
         "diff vs baseline",
         "verdict",
@@ -228,6 +229,7 @@ def summary_table(summary: dict[str, Any]) -> str:
                 if e.get("training_flops_per_image")
                 else "",
                 seconds_text(e["train_seconds_mean"]),
+                seeds_text(e),
                 pm(e["test_accuracy"], 4),
                 pm(diff, 4, sign=True) if diff else "",
                 e["verdict"],
@@ -236,7 +238,7 @@ def summary_table(summary: dict[str, Any]) -> str:
             )
         )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
-    numeric = {1, 2, 3, 4, 5, 7}
+    numeric = {1, 2, 3, 5, 6, 8}
 
     def fmt(row: tuple[str, ...]) -> str:
         return "  ".join(
@@ -246,6 +248,12 @@ def summary_table(summary: dict[str, Any]) -> str:
 
     rule = textwrap.wrap(summary["rule"], 100)
     return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, lines), *rule])
+
+
+def seeds_text(entry: dict[str, Any]) -> str:
+    """Seeds done, and how many diverged: ``3`` or ``2 (1 diverged)``."""
+    text = str(entry["seeds_done"])
+    return text + (f" ({entry['diverged']} diverged)" if entry["diverged"] else "")
 
 
 def seconds_text(seconds: float | None) -> str:

@@ -36,6 +36,7 @@ from cnnlab.study.claims import STALE_AFTER_SECONDS
 from cnnlab.study.results import collect, summarise, summary_table, write_results
 from cnnlab.study.spec import Study, load_study
 from cnnlab.study.worker import (
+    FINAL_STATES,
     check_folders,
     failed_path,
     run_dir,
@@ -101,7 +102,14 @@ def run_study(
     say(summary_table(summary))
     say(f"results: {folder / 'summary.csv'}, {folder / 'results.csv'}, {folder / 'report.html'}")
     failed = [r.name for r in spec.runs if failed_path(folder, r).exists()]
-    missing = [r.name for r in spec.runs if run_state(run_dir(folder, r)) not in ("done",)]
+    states = {r.name: run_state(run_dir(folder, r)) for r in spec.runs}
+    missing = [name for name, state in states.items() if state not in FINAL_STATES]
+    diverged = [name for name, state in states.items() if state == "diverged"]
+    if diverged:
+        say(
+            f"diverged (left out of the statistics; remove its folder to retry): {len(diverged)} "
+            f"run(s), {', '.join(diverged)}"
+        )
     if failed:
         problems.append(
             f"{len(failed)} run(s) failed ({', '.join(failed)}); the errors are in "
@@ -131,10 +139,7 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
         key = json.dumps([asdict(config.data), config.seed], sort_keys=True, default=str)
         where = f"{spec.origin}: variants.{variant.name}"
         if key not in shapes:
-            try:
-                data = prepare_dataset(config)
-            except CnnlabError as exc:
-                raise CnnlabError(f"{where}: {exc}") from None
+            data = prepare_dataset(config)
             shapes[key] = (data.channels, data.num_classes, data.image_size)
         channels, classes, size = shapes[key]
         options = {k: v for k, v in config.model.items() if k != "name"}
