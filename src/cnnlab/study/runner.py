@@ -101,22 +101,7 @@ def run_study(
     summary = write_summary(spec, folder, analysis)
     say(summary_table(summary))
     say(f"results: {folder / 'summary.csv'}, {folder / 'results.csv'}, {folder / 'report.html'}")
-    failed = [r.name for r in spec.runs if failed_path(folder, r).exists()]
-    states = {r.name: run_state(run_dir(folder, r)) for r in spec.runs}
-    missing = [name for name, state in states.items() if state not in FINAL_STATES]
-    diverged = [name for name, state in states.items() if state == "diverged"]
-    if diverged:
-        say(
-            f"diverged (left out of the statistics; remove its folder to retry): {len(diverged)} "
-            f"run(s), {', '.join(diverged)}"
-        )
-    if failed:
-        problems.append(
-            f"{len(failed)} run(s) failed ({', '.join(failed)}); the errors are in "
-            f"{folder / 'claims'}/<run>.failed; run the same command again to retry"
-        )
-    elif missing and not problems:
-        problems.append(f"{len(missing)} run(s) not done: {', '.join(missing)}")
+    problems += _unfinished(spec, folder, say)
     if problems:
         raise CnnlabError("; ".join(problems))
     return summary
@@ -196,6 +181,25 @@ def _work_here(
             f"{str(exc).split('; checkpoint saved')[0]}; checkpoint saved. Run the same "
             "command again to continue the study"
         ) from None
+
+
+def _unfinished(spec: Study, folder: Path, say: Callable[[str], None]) -> list[str]:
+    """Name the runs that failed or are not done (diverged runs are a result: only said)."""
+    states = {r.name: run_state(run_dir(folder, r)) for r in spec.runs}
+    diverged = [name for name, state in states.items() if state == "diverged"]
+    if diverged:
+        say(
+            f"diverged (left out of the statistics; remove its folder to retry): {len(diverged)} "
+            f"run(s), {', '.join(diverged)}"
+        )
+    failed = [r.name for r in spec.runs if failed_path(folder, r).exists()]
+    if failed:
+        return [
+            f"{len(failed)} run(s) failed ({', '.join(failed)}); the errors are in "
+            f"{folder / 'claims'}/<run>.failed; run the same command again to retry"
+        ]
+    missing = [name for name, state in states.items() if state not in FINAL_STATES]
+    return [f"{len(missing)} run(s) not done: {', '.join(missing)}"] if missing else []
 
 
 def _done(spec: Study, folder: Path) -> int:
