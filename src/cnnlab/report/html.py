@@ -13,7 +13,7 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,9 @@ def build_report(
     figures_dir: Path | None = None,
     inside: bool = False,
     visualize_options: Mapping[str, Any] | None = None,
+    title: str = "cnnlab report",
+    front: Callable[[Sequence[RunRecord]], str] | None = None,
+    appendix: Callable[[Path], Sequence[tuple[str, str, str]]] | None = None,
 ) -> Path:
     """Write an HTML report on ``run_dirs`` to ``out`` (and a Markdown summary to ``markdown``).
 
@@ -71,7 +74,9 @@ def build_report(
     ``RUN_DIR/visualize`` gets a "Looking inside" section; ``inside`` first makes them
     (``visualize_run``, scored on Lines; ``visualize_options`` passed on) for runs that have
     none or older than their model. ``figures_dir`` keeps the PNG (and SVG) figures; by
-    default they live only inside the page. Returns ``out``.
+    default they live only inside the page. ``front`` makes a section shown first from the
+    records; ``appendix`` makes (anchor, title, HTML) sections shown last from the figures
+    folder (a reproduction's front page and variation studies). Returns ``out``.
     """
     out = Path(out)
     targets = [(out, "report"), (markdown, "Markdown summary"), (figures_dir, "figures")]
@@ -83,31 +88,51 @@ def build_report(
         prepare_inside([r.path for r in records], visualize_options)
     with tempfile.TemporaryDirectory(prefix="cnnlab-report-") as tmp:
         kept = figures_dir is not None
-        page = render_page(records, Path(figures_dir) if kept else Path(tmp), svg=kept)
+        fig_dir = Path(figures_dir) if kept else Path(tmp)
+        page = render_page(
+            records,
+            fig_dir,
+            svg=kept,
+            title=title,
+            front=front(records) if front else "",
+            appendix=appendix(fig_dir) if appendix else (),
+        )
     _write_text(out, page, "report")
     if markdown is not None:
         _write_text(Path(markdown), markdown_summary(records), "Markdown summary")
     return out
 
 
-def render_page(records: Sequence[RunRecord], fig_dir: Path, svg: bool = False) -> str:
+def render_page(
+    records: Sequence[RunRecord],
+    fig_dir: Path,
+    svg: bool = False,
+    *,
+    title: str = "cnnlab report",
+    front: str = "",
+    appendix: Sequence[tuple[str, str, str]] = (),
+) -> str:
     """The whole HTML document for ``records``; figures are drawn into ``fig_dir`` (curves
-    also as SVG with ``svg``)."""
+    also as SVG with ``svg``). ``front`` comes first (anchor ``front``), the ``appendix``
+    sections (anchor, title, HTML) last; both are listed in the contents."""
     from cnnlab import __version__
 
     labels = ", ".join(r.label for r in records)
     body = [
         "<header>",
-        "<h1>cnnlab report</h1>",
+        f"<h1>{esc(title)}</h1>",
         f"<p class='meta'>{len(records)} run{'s' if len(records) != 1 else ''}; generated "
         f"{esc(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by cnnlab {esc(__version__)}.</p>",
     ]
-    if len(records) > 1:
-        body.append(_contents(records))
+    if len(records) > 1 or front or appendix:
+        body.append(_contents(records, bool(front), appendix))
     body.append("</header>")
+    if front:
+        body.append(front)
     if len(records) > 1:
         body.append(_comparison(records, fig_dir, svg))
     body += [_run_section(i, record, fig_dir, svg) for i, record in enumerate(records, 1)]
+    body += [html_text for _, _, html_text in appendix]
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -130,11 +155,21 @@ def render_page(records: Sequence[RunRecord], fig_dir: Path, svg: bool = False) 
 # -- sections -----------------------------------------------------------------------------------
 
 
-def _contents(records: Sequence[RunRecord]) -> str:
+def _contents(
+    records: Sequence[RunRecord], front: bool, appendix: Sequence[tuple[str, str, str]]
+) -> str:
     items = "".join(
         f"<li><a href='#run-{i}'>{esc(r.label)}</a></li>" for i, r in enumerate(records, 1)
     )
-    return f"<nav><a href='#comparison'>Comparison</a><ol>{items}</ol></nav>"
+    links = ["<a href='#front'>Against the study</a>"] if front else []
+    if len(records) > 1:
+        links.append("<a href='#comparison'>Comparison</a>")
+    extra = "".join(f"<li><a href='#{esc(a)}'>{esc(t)}</a></li>" for a, t, _ in appendix)
+    return (
+        f"<nav>{' · '.join(links)}<ol>{items}</ol>"
+        + (f"<ul>{extra}</ul>" if extra else "")
+        + "</nav>"
+    )
 
 
 def _comparison(records: Sequence[RunRecord], fig_dir: Path, svg: bool) -> str:

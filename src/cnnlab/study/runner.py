@@ -53,6 +53,7 @@ def run_study(
     jobs: int = 1,
     quick: bool = False,
     seeds: Sequence[int] | None = None,
+    overrides: Sequence[str] = (),
     worker: bool = False,
     threads: int | None = None,
     stale_after: float = STALE_AFTER_SECONDS,
@@ -63,12 +64,18 @@ def run_study(
     ``out`` defaults to ``studies/<name>`` (``studies/<name>-quick`` with ``quick``). With
     ``worker`` this machine only trains runs (in this process, or in ``jobs`` processes) and
     returns None; otherwise it returns the summary (the content of ``summary.json``).
+    ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every run of the study.
     """
     if jobs < 1:
         raise CnnlabError(f"--jobs must be at least 1, got {jobs}")
     if threads is not None and threads < 1:
         raise CnnlabError(f"--threads must be at least 1, got {threads}")
-    spec = load_study(study, quick=quick, seeds=tuple(seeds) if seeds is not None else None)
+    spec = load_study(
+        study,
+        quick=quick,
+        seeds=tuple(seeds) if seeds is not None else None,
+        extra=tuple(overrides),
+    )
     folder = Path(out) if out is not None else default_out(spec)
     check_folders(spec, folder)
     say = _printer(quiet)
@@ -235,6 +242,8 @@ def worker_command(
         command.append("--quick")
     if seeds is not None:
         command += ["--seeds", ",".join(str(s) for s in seeds)]
+    for item in spec.extra:
+        command += ["--set", item]
     return command
 
 

@@ -89,6 +89,7 @@ class Study:
     variants: tuple[Variant, ...]
     quick: bool
     runs: tuple[PlannedRun, ...]
+    extra: tuple[str, ...] = ()
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
@@ -117,9 +118,14 @@ def study_names() -> tuple[str, ...]:
 
 
 def load_study(
-    source: str | Path, *, quick: bool = False, seeds: tuple[int, ...] | None = None
+    source: str | Path,
+    *,
+    quick: bool = False,
+    seeds: tuple[int, ...] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Study:
-    """Read, expand and validate a study file or preset; ``seeds`` replaces its seeds."""
+    """Read, expand and validate a study file or preset; ``seeds`` replaces its seeds and
+    ``extra`` (``key=value``, as ``--set``) is applied after ``set`` and ``quick.set``."""
     text, origin, where, resolved = _read(source)
     try:
         raw = yaml.safe_load(text)
@@ -147,6 +153,7 @@ def load_study(
         overrides = {**overrides, **_overrides(quick_raw.get("set"), origin, "quick.set")}
         if "seeds" in quick_raw:
             run_seeds = _seeds(quick_raw["seeds"], origin, "quick.seeds")
+    overrides = {**overrides, **_overrides(_parse_set(extra, origin), origin, "--set")}
     if seeds is not None:
         run_seeds = _seeds(list(seeds), origin, "--seeds")
     target = raw.get("target")
@@ -184,6 +191,7 @@ def load_study(
         variants=tuple(variants),
         quick=quick,
         runs=tuple(runs),
+        extra=tuple(extra),
     )
 
 
@@ -225,6 +233,17 @@ def _known(raw: dict[str, Any], keys: tuple[str, ...], origin: str, prefix: str)
             f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
             f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}"
         )
+
+
+def _parse_set(items: tuple[str, ...], origin: str) -> dict[str, Any]:
+    """``key=value`` strings (values read as YAML, like ``cnnlab train --set``) as a mapping."""
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CnnlabError(f"{origin}: --set {item!r}: expected KEY=VALUE")
+        parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return parsed
 
 
 def _overrides(value: Any, origin: str, where: str) -> dict[str, Any]:

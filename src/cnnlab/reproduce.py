@@ -1,0 +1,243 @@
+"""``reproduce``: the whole original study, end to end, in one resumable command.
+
+Steps, each skipped when already done in ``out`` (so a killed reproduction continues):
+
+1. ``data``: the Lines dataset (seed 0, with its preview) in ``out/data/lines``; MNIST is read
+   from ``mnist_dir`` / ``$CNNLAB_MNIST_DIR`` or downloaded once into the cache.
+2. ``train <preset>`` for every model of the study (:data:`RUNS`) into ``out/runs/<preset>``;
+   an interrupted training is resumed exactly, not restarted.
+3. ``evaluate`` and ``visualize`` each run (activations, filters, Grad-CAM; on Lines the
+   heatmaps are scored against the line masks).
+4. ``study <name>``: the variation studies (:data:`STUDIES`) into ``out/studies/<name>``.
+5. ``report``: ``out/report.html`` (front page: cnnlab beside the study's table) and
+   ``out/summary.md``; always rebuilt.
+
+``quick`` trains on a few thousand images for 2 epochs: a few minutes on two CPU cores, every
+step exercised, every page labelled as quick. ``out/reproduce.json`` records the mode and the
+seconds each step took.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import write_json
+
+RUNS: tuple[str, ...] = (
+    "part1-mnist",
+    "part1-lines",
+    "part2-mnist",
+    "part2-lines",
+    "multihead-lines",
+    "multihead-lines-plus",
+)
+"""The study's models (Task 1 part 1 and 2, Task 2) plus cnnlab's stronger multi-head net."""
+
+BEYOND: tuple[str, ...] = ("multihead-lines-plus",)
+"""Runs that go beyond the study's table (shown under it on the front page)."""
+
+STUDIES: tuple[str, ...] = ("variations-mnist", "variations-lines")
+"""The variation studies of Task 1, part 2."""
+
+QUICK: dict[str, tuple[str, ...]] = {
+    "mnist": ("data.train_limit=6000", "data.test_limit=2000", "train.epochs=2"),
+    "lines": ("data.train_limit=4800", "data.test_limit=1920", "train.epochs=2"),
+}
+"""Overrides of ``quick`` mode, by dataset."""
+
+SCORE_IMAGES = {False: 512, True: 128}
+"""Test images whose heatmaps are scored against the line masks (full, quick)."""
+
+FILTER_STEPS = {False: 256, True: 64}
+"""Gradient-ascent steps of the filter images (full, quick)."""
+
+STATE_FILE = "reproduce.json"
+
+
+def reproduce(
+    out: str | Path = "reproduction",
+    *,
+    quick: bool = False,
+    mnist_dir: str | Path | None = None,
+    device: str | None = None,
+    overrides: Sequence[str] = (),
+    studies: bool = True,
+    jobs: int = 2,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run (or continue) the whole study into ``out``; returns the report's path.
+
+    ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every training, after the
+    quick-mode ones: e.g. tiny slices for a test. ``studies=False`` skips the variation studies;
+    ``jobs`` is how many of a study's runs train at once (each with cores // jobs threads).
+    """
+    out = Path(out)
+    state = _load_state(out, quick, list(overrides), mnist_dir)
+    steps: dict[str, float] = state["steps"]
+
+    def step(name: str, action: Callable[[], Any]) -> None:
+        if name in steps:
+            log(f"[done] {name} ({steps[name]:.0f} s)")
+            return
+        log(f"[....] {name}")
+        start = time.perf_counter()
+        action()
+        steps[name] = round(time.perf_counter() - start, 1)
+        write_json(out / STATE_FILE, state)
+        log(f"[done] {name} ({steps[name]:.0f} s)")
+
+    lines_file = out / "data" / "lines" / "lines.npz"
+    step("data", lambda: _prepare_data(out / "data" / "lines", mnist_dir))
+    run_dirs = []
+    for preset in RUNS:
+        run_dir = out / "runs" / preset
+        run_dirs.append(run_dir)
+        settings = _run_overrides(preset, quick, overrides, lines_file, mnist_dir)
+        step(f"train {preset}", lambda p=preset, r=run_dir, s=settings: _train(p, r, s, device))
+        step(f"evaluate {preset}", lambda r=run_dir: _evaluate(r))
+        step(f"visualize {preset}", lambda r=run_dir: _visualize(r, quick))
+    study_dirs = []
+    if studies:
+        for name in STUDIES:
+            study_dir = out / "studies" / name
+            study_dirs.append(study_dir)
+            dataset = "lines" if name.endswith("lines") else "mnist"
+            extra = _data_overrides(dataset, lines_file, mnist_dir) + list(overrides)
+            step(
+                f"study {name}",
+                lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, jobs),
+            )
+    start = time.perf_counter()
+    report = _report(out, run_dirs, study_dirs, quick, steps)
+    log(f"report written in {time.perf_counter() - start:.0f} s: {report}")
+    return report
+
+
+def _load_state(
+    out: Path, quick: bool, overrides: list[str], mnist_dir: str | Path | None
+) -> dict[str, Any]:
+    """The reproduction's state file; refuses to mix modes or overrides in one folder."""
+    mode = "quick" if quick else "full"
+    path = out / STATE_FILE
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise CnnlabError(f"{path}: not a readable reproduction state ({error})") from None
+        if state.get("mode") != mode or state.get("overrides") != overrides:
+            raise CnnlabError(
+                f"{out} holds a {state.get('mode')} reproduction with overrides "
+                f"{state.get('overrides')}; this one is {mode} with {overrides}: use another --out"
+            )
+        state.setdefault("steps", {})
+        return state
+    if out.exists() and any(out.iterdir()):
+        raise CnnlabError(f"{out} exists and is not a reproduction folder: choose another --out")
+    state = {"mode": mode, "overrides": overrides, "mnist_dir": str(mnist_dir or ""), "steps": {}}
+    write_json(path, state)
+    return state
+
+
+def _prepare_data(lines_dir: Path, mnist_dir: str | Path | None) -> None:
+    from cnnlab.data import LinesConfig, generate_lines, load_mnist, save_lines
+    from cnnlab.data.lines_files import save_preview
+
+    data = generate_lines(LinesConfig(seed=0))
+    save_lines(data, lines_dir)
+    save_preview(data, lines_dir / "preview.png")
+    load_mnist(mnist_dir)  # reads the folder (or downloads) once, with every check
+
+
+def _data_overrides(dataset: str, lines_file: Path, mnist_dir: str | Path | None) -> list[str]:
+    if dataset == "lines":
+        return [f"data.dataset={lines_file}"]
+    return [f"data.mnist_dir={mnist_dir}"] if mnist_dir else []
+
+
+def _run_overrides(
+    preset: str,
+    quick: bool,
+    overrides: Sequence[str],
+    lines_file: Path,
+    mnist_dir: str | Path | None,
+) -> list[str]:
+    dataset = "lines" if "lines" in preset else "mnist"
+    quick_set = list(QUICK[dataset]) if quick else []
+    return _data_overrides(dataset, lines_file, mnist_dir) + quick_set + list(overrides)
+
+
+def _train(preset: str, run_dir: Path, overrides: list[str], device: str | None) -> None:
+    from cnnlab.training import train
+
+    info = run_dir / "run.json"
+    if info.is_file() and json.loads(info.read_text()).get("status") == "finished":
+        return
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        train(resume=run_dir, device=device)
+        return
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # started but never checkpointed: nothing to continue
+    train(preset, out=run_dir, overrides=tuple(overrides), device=device)
+
+
+def _evaluate(run_dir: Path) -> None:
+    from cnnlab.evaluate import evaluate_run
+
+    evaluate_run(run_dir)
+
+
+def _visualize(run_dir: Path, quick: bool) -> None:
+    from cnnlab.visualize import FilterSettings, visualize_run
+
+    info = json.loads((run_dir / "run.json").read_text())
+    has_masks = bool(info["dataset"].get("factor_levels"))  # Lines: scored against its masks
+    visualize_run(
+        run_dir,
+        run_dir / "visualize",
+        score=has_masks,
+        score_images=SCORE_IMAGES[quick],
+        filter_settings=FilterSettings(steps=FILTER_STEPS[quick]),
+    )
+
+
+def _study(name: str, study_dir: Path, quick: bool, overrides: list[str], jobs: int) -> None:
+    from cnnlab.study import run_study
+
+    run_study(name, out=study_dir, quick=quick, overrides=overrides, jobs=jobs)
+
+
+def _report(
+    out: Path, run_dirs: list[Path], study_dirs: list[Path], quick: bool, steps: dict[str, float]
+) -> Path:
+    from cnnlab.report import build_report
+    from cnnlab.report.front import front_section
+    from cnnlab.report.records import RunRecord
+    from cnnlab.study.report import study_section
+
+    studies = [(f"study-{d.name}", f"Variation study: {d.name}") for d in study_dirs]
+
+    def front(records: Sequence[RunRecord]) -> str:
+        pairs = zip(run_dirs, records, strict=True)
+        by_name = {d.name: (i, r) for i, (d, r) in enumerate(pairs, 1)}
+        return front_section(
+            by_name, quick=quick, steps=list(steps.items()), extra=BEYOND, studies=studies
+        )
+
+    def appendix(fig_dir: Path) -> list[tuple[str, str, str]]:
+        pairs = zip(studies, study_dirs, strict=True)
+        return [(anchor, title, study_section(d, fig_dir)) for (anchor, title), d in pairs]
+
+    return build_report(
+        run_dirs,
+        out / "report.html",
+        out / "summary.md",
+        title="cnnlab: the CNN study reproduced" + (" (quick mode)" if quick else ""),
+        front=front,
+        appendix=appendix,
+    )

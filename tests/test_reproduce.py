@@ -1,0 +1,74 @@
+"""``cnnlab reproduce --quick`` on tiny slices: every step runs, the report holds every section,
+and a second call redoes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.reproduce import RUNS, STUDIES, reproduce
+
+TINY = ("data.train_limit=192", "data.test_limit=96", "train.epochs=1")
+
+
+@pytest.fixture(scope="module")
+def reproduction(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("repro") / "reproduction"
+    reproduce(out, quick=True, mnist_dir=mnist_dir, overrides=TINY, log=lambda _: None)
+    return out
+
+
+def test_every_step_leaves_its_output(reproduction: Path) -> None:
+    assert (reproduction / "data" / "lines" / "lines.npz").is_file()
+    assert (reproduction / "data" / "lines" / "preview.png").is_file()
+    for preset in RUNS:
+        run = reproduction / "runs" / preset
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "finished", preset
+        assert (run / "metrics-test.json").is_file(), preset
+        assert (run / "visualize" / "summary.json").is_file(), preset
+    for name in STUDIES:
+        assert (reproduction / "studies" / name / "summary.csv").is_file(), name
+    state = json.loads((reproduction / "reproduce.json").read_text())
+    assert state["mode"] == "quick"
+    assert {f"train {p}" for p in RUNS} <= set(state["steps"])
+
+
+def test_report_holds_every_section(reproduction: Path) -> None:
+    page = (reproduction / "report.html").read_text()
+    assert "Quick mode" in page
+    front = page[page.index("id='front'") : page.index("</section>", page.index("id='front'"))]
+    for study_figure in ("0.9848", "0.9657", "0.9914", "0.9939", "0.9588"):
+        assert study_figure in front
+    links = re.findall(r"href='#run-(\d+)'", front)
+    assert links and all(f"id='run-{i}'" in page for i in links)
+    assert page.count("<section class='run'") == len(RUNS)
+    assert page.count("Looking inside") >= len(RUNS)
+    for name in STUDIES:
+        assert name in page
+    metrics = json.loads((reproduction / "runs" / "part1-mnist" / "metrics-test.json").read_text())
+    assert f"{metrics['accuracy']:.4f}" in front
+
+
+def test_second_call_redoes_nothing(reproduction: Path, mnist_dir: Path) -> None:
+    model = reproduction / "runs" / "part1-mnist" / "model.safetensors"
+    before = model.stat().st_mtime_ns
+    said: list[str] = []
+    reproduce(reproduction, quick=True, mnist_dir=mnist_dir, overrides=TINY, log=said.append)
+    assert model.stat().st_mtime_ns == before
+    assert not any(line.startswith("[....]") for line in said)
+
+
+def test_mode_mismatch_is_refused(reproduction: Path, mnist_dir: Path) -> None:
+    with pytest.raises(CnnlabError, match="quick reproduction"):
+        reproduce(reproduction, quick=False, mnist_dir=mnist_dir, log=lambda _: None)
+
+
+def test_foreign_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "something.txt").write_text("mine")
+    with pytest.raises(CnnlabError, match="not a reproduction folder"):
+        reproduce(tmp_path, quick=True, log=lambda _: None)
