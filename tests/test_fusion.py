@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnlab.models import create_model
-from cnnlab.models.fusion import fused_for_inference
+from cnnlab.models.fusion import fused_for_inference, inference_model
 
 MODELS = [
     ("part1", {}),
@@ -71,3 +71,13 @@ def test_a_negative_scale_keeps_the_batch_norm_where_it_is() -> None:
     assert kinds.index(nn.BatchNorm2d) < kinds.index(nn.MaxPool2d)  # not moved past the pool
     x = torch.randn(8, 1, 28, 28)
     torch.testing.assert_close(_outputs(fused, x), _outputs(model, x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "options"), MODELS)
+def test_inference_model_gives_the_same_outputs(name: str, options: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, 3, 12, **options).eval()
+    _randomise_batch_norms(model)
+    x = torch.randn(16, 3, 28, 28).contiguous(memory_format=torch.channels_last)
+    fast = inference_model(model, "cpu")
+    torch.testing.assert_close(_outputs(fast, x), _outputs(model, x), rtol=1e-4, atol=1e-4)

@@ -13,7 +13,7 @@ from torch import nn
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
-from cnnlab.models.fusion import fused_for_inference
+from cnnlab.models.fusion import inference_model
 from cnnlab.models.inference import Preprocess
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.config import RunConfig
@@ -241,7 +241,7 @@ class Engine:
     def evaluate(self) -> torch.Tensor:
         """Sums of the objective over the whole test split (all processes), in large batches."""
         self.model.eval()
-        model = fused_for_inference(self.model)  # batch norms folded: same outputs, less work
+        model = inference_model(self.model, self.device)  # exact, built for speed
         index = self.dist.shard(torch.arange(self.test_images.shape[0], device=self.device))
         totals = self._zeros()
         for start in range(0, index.numel(), self.t.eval_batch_size):
