@@ -12,16 +12,10 @@ $(BIN)/cnnlab: pyproject.toml
 
 setup: $(BIN)/cnnlab
 
-# The main job: the Lines dataset with its preview, and the study's prescribed CNN on both
-# datasets. Finished steps are not redone.
-main: setup data/lines/lines.npz runs/part1-mnist/model.safetensors runs/part1-lines/model.safetensors
-
-data/lines/lines.npz:
-	$(BIN)/cnnlab data lines --out data/lines --png
-
-runs/%/model.safetensors:  # an interrupted run is resumed, not restarted
-	if [ -f runs/$*/checkpoints/last.pt ]; then $(BIN)/cnnlab train --resume runs/$*; \
-	else rm -rf runs/$* && $(BIN)/cnnlab train $* --out runs/$*; fi
+# The main job: the whole study reproduced into reproduction/ (report.html). MNIST comes from
+# $CNNLAB_MNIST_DIR or is downloaded; finished steps are not redone when run again.
+main: setup
+	$(BIN)/cnnlab reproduce --out reproduction
 
 lint: setup
 	$(BIN)/ruff check .
