@@ -22,6 +22,20 @@ from cnnlab.evaluate import (
 from cnnlab.training import train
 
 
+def test_macro_means_skip_classes_absent_from_labels_and_predictions() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2, 2])  # classes 3..9 held out of this test split
+    predicted = np.array([0, 1, 1, 1, 2, 2, 5])
+    m = classification_metrics(labels, predicted, 10)
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            labels, predicted, average=average, zero_division=0
+        )
+        assert m[average]["precision"] == pytest.approx(p)
+        assert m[average]["recall"] == pytest.approx(r)
+        assert m[average]["f1"] == pytest.approx(f)
+    assert m["macro"]["classes"] == 4
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_identities_and_scikit_learn_agreement(seed: int) -> None:
     rng = np.random.default_rng(seed)

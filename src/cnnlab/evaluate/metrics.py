@@ -3,6 +3,9 @@
 Accuracy is the confusion matrix's trace over N; per-class precision, recall and F1 come from its
 columns, rows and diagonal (0 where a class is never predicted or never present, as
 scikit-learn's ``zero_division=0``); micro-F1 therefore equals accuracy for single-label data.
+Macro means run over the classes that occur in the labels or the predictions (scikit-learn's
+default): a test split without some classes (held-out combinations) does not average in zeros
+for classes nobody asked about.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def scores_from_confusion(confusion: np.ndarray) -> dict[str, Any]:
     f1 = _safe_divide(2 * precision * recall, precision + recall)
     total = int(support.sum())
     weights = support / total if total else np.zeros_like(precision)
+    seen = (support > 0) | (predicted > 0)
+    if not seen.any():
+        seen = np.ones_like(seen)
     return {
         "n": total,
         "accuracy": float(true_positive.sum() / total) if total else 0.0,
@@ -47,9 +53,10 @@ def scores_from_confusion(confusion: np.ndarray) -> dict[str, Any]:
             "support": support.tolist(),
         },
         "macro": {
-            "precision": float(precision.mean()),
-            "recall": float(recall.mean()),
-            "f1": float(f1.mean()),
+            "precision": float(precision[seen].mean()),
+            "recall": float(recall[seen].mean()),
+            "f1": float(f1[seen].mean()),
+            "classes": int(seen.sum()),
         },
         "weighted": {
             "precision": float((precision * weights).sum()),

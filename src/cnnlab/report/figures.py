@@ -451,22 +451,25 @@ def plot_per_class_f1(
     path: Path,
     *,
     factor_levels: Mapping[str, Sequence[Any]] | None = None,
+    macro: float | None = None,
 ) -> Path:
-    """Per-class F1 as bars.
+    """Per-class F1 as bars; ``macro`` is the macro F1 shown (default: the mean of ``f1``; pass
+    the metrics' own, which skips classes absent from the test split).
 
     With ``factor_levels`` (and at most 12 outer blocks), one panel per outer block with the
     tick factor along x and the inner levels as neighbouring bars; otherwise one horizontal
     bar per class, named.
     """
     values = np.asarray(f1, dtype=np.float64)
+    mean = float(values.mean()) if macro is None else macro
     if factor_levels:
         layout = _Layout(factor_levels)
         if layout.k == len(values) and layout.n_outer <= 12 and layout.group <= 6:
-            return _save(_grouped_f1(values, layout), path)
-    return _save(_horizontal_f1(values, class_names), path)
+            return _save(_grouped_f1(values, layout, mean), path)
+    return _save(_horizontal_f1(values, class_names, mean), path)
 
 
-def _horizontal_f1(values: np.ndarray, names: Sequence[str]) -> Figure:
+def _horizontal_f1(values: np.ndarray, names: Sequence[str], mean: float) -> Figure:
     k = len(values)
     fig = Figure(figsize=(7.0, 0.22 * k + 1.3), layout="constrained")
     ax = fig.add_subplot()
@@ -477,14 +480,14 @@ def _horizontal_f1(values: np.ndarray, names: Sequence[str]) -> Figure:
     ax.set_yticks(rows, list(names), fontsize=7 if k > 30 else 8)
     ax.set_ylim(k - 0.5, -0.5)
     ax.set_xlim(0, 1.12)
-    ax.axvline(values.mean(), color="0.3", ls="--", lw=1)
-    ax.set_xlabel(f"F1 (dashed: macro mean {values.mean():.3f})")
+    ax.axvline(mean, color="0.3", ls="--", lw=1)
+    ax.set_xlabel(f"F1 (dashed: macro mean {mean:.3f})")
     ax.set_title("Per-class F1")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
-def _grouped_f1(values: np.ndarray, layout: _Layout) -> Figure:
+def _grouped_f1(values: np.ndarray, layout: _Layout, mean: float) -> Figure:
     cols = 1 if layout.n_outer == 1 else 2
     rows = math.ceil(layout.n_outer / cols)
     fig = Figure(figsize=(6.2 * cols, 2.7 * rows + 0.6), layout="constrained")
@@ -526,7 +529,7 @@ def _grouped_f1(values: np.ndarray, layout: _Layout) -> Figure:
             ncols=layout.group,
             fontsize=8,
         )
-    fig.suptitle(f"Per-class F1 (macro mean {values.mean():.3f})", fontsize=12)
+    fig.suptitle(f"Per-class F1 (macro mean {mean:.3f})", fontsize=12)
     return fig
 
 

@@ -355,12 +355,11 @@ def _metrics(record: RunRecord) -> str:
     text = f"<div class='columns'><div>{overall}</div><div>{averages}</div></div>"
     facts = holdout_facts(record)
     if facts:
-        k = len(record.class_names)
         text += (
             f"<p class='note'>Only the {facts['tested']} held-out classes have test images: the "
-            f"macro and weighted averages run over all {k} classes"
-            + (" (a head's over all its levels)" if record.heads else "")
-            + ", so read the decoded-class and per-factor accuracy (above) instead.</p>"
+            "macro averages run over the classes that occur among the labels or the predictions "
+            "(scikit-learn's convention), the weighted ones over the held-out classes; read the "
+            "decoded-class and per-factor accuracy (above) beside them.</p>"
         )
     return text
 
@@ -369,7 +368,11 @@ def _per_class(record: RunRecord, fig_dir: Path, stem: str) -> str:
     names = record.class_names
     per = record.metrics["per_class"]
     path = figures.plot_per_class_f1(
-        per["f1"], names, fig_dir / f"{stem}-f1.png", factor_levels=record.factor_levels or None
+        per["f1"],
+        names,
+        fig_dir / f"{stem}-f1.png",
+        factor_levels=record.factor_levels or None,
+        macro=record.metrics["macro"]["f1"],
     )
     rows = [
         (i, name, *(fraction(per[k][i]) for k in ("precision", "recall", "f1")), per["support"][i])
