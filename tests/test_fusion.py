@@ -81,3 +81,16 @@ def test_inference_model_gives_the_same_outputs(name: str, options: dict) -> Non
     x = torch.randn(16, 3, 28, 28).contiguous(memory_format=torch.channels_last)
     fast = inference_model(model, "cpu")
     torch.testing.assert_close(_outputs(fast, x), _outputs(model, x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "options"), MODELS[3:])
+def test_folded_layers_leave_no_op_behind(name: str, options: dict) -> None:
+    """A leftover Identity makes optimize_for_inference convert layouts around it (3x slower)."""
+    model = create_model(name, 3, 12, **options).eval()
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    fused = fused_for_inference(model)
+    kinds = {type(m) for m in fused.modules()}
+    assert nn.BatchNorm2d not in kinds and nn.Identity not in kinds
+    if torch.backends.mkldnn.is_available():
+        code = inference_model(model, "cpu").code
+        assert code.count(".to_mkldnn()") == 2, code  # the input, and after the flatten
