@@ -146,6 +146,7 @@ def test_nan_loss_stops_with_a_clear_message(
             "model 'resnet' is unknown; known models: convnet, multihead, part1",
         ),
         (("data.dataset=cifar",), "dataset 'cifar': expected one of mnist, lines"),
+        (("train.precision=fp16",), "train.precision must be one of fp32, bf16, auto"),
     ],
 )
 def test_bad_configs_are_refused(tmp_path: Path, overrides: tuple[str, ...], message: str) -> None:
@@ -195,3 +196,48 @@ def test_models_command_lists_layers_and_parameters(capsys) -> None:
     assert main(["models", "part1", "--channels", "3", "--classes", "96"]) == 0
     assert "4,069,152" in capsys.readouterr().out  # ... and on Lines
     assert main(["models", "convnet", "--set", "depth=3"]) == 2
+
+
+def test_bf16_trains_in_float32_weights_deterministically_and_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 autocasts the forward pass only: float32 weights, same seed same run, exact resume."""
+    bf16 = ("train.precision=bf16", "train.epochs=2")
+    a, b = tiny(tmp_path, "a", *bf16), tiny(tmp_path, "b", *bf16)
+    fp32 = tiny(tmp_path, "fp32", "train.epochs=2")
+    assert same_history(a.history, b.history)
+    assert not same_history(a.history, fp32.history)  # the forward pass did run in bfloat16
+    assert a.history[-1]["train_acc"] > 0.5  # and it learns (chance: 1/96)
+    assert {v.dtype for v in weights(tmp_path / "a").values()} <= {torch.float32, torch.int64}
+    info = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert info["hardware"]["precision"] == "bf16"
+
+    original, steps = Engine._step, {"n": 0}
+
+    def interrupting_step(self, *args):
+        if steps["n"] == 40:
+            raise KeyboardInterrupt
+        steps["n"] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(Engine, "_step", interrupting_step)
+    with pytest.raises(CnnlabError, match="interrupted"):
+        tiny(tmp_path, "cut", *bf16)
+    monkeypatch.setattr(Engine, "_step", original)
+    resumed = train(None, resume=tmp_path / "cut", quiet=True)
+    assert same_history(a.history, resumed.history)
+    wa, wc = weights(tmp_path / "a"), weights(tmp_path / "cut")
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_native(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    from cnnlab.training import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert precision.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert precision.resolve_precision("fp32", cpu) == "fp32"
+    assert precision.resolve_precision("bf16", cpu) == "bf16"

@@ -11,7 +11,8 @@ Three rewrites, each exact up to float rounding:
   match, so a channels-last feature map is flattened without a copy.
 
 ReLUs become in-place; the folded BNs are removed (an ``Identity`` left in a ``Sequential``
-would make ``optimize_for_inference`` convert layouts around it). A BN whose scale is not positive everywhere is left where it is.
+would make ``optimize_for_inference`` convert layouts around it). A BN whose scale is not
+positive everywhere is left where it is.
 :func:`inference_model` then hands a CPU model to torch's own ``optimize_for_inference``
 (oneDNN layouts, weights packed once): on part1 that doubles MNIST evaluation throughput.
 """

@@ -35,7 +35,12 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation: epochs, batch, optimiser, schedule, loss, light augmentation."""
+    """Optimisation: epochs, batch, optimiser, schedule, loss, light augmentation, precision.
+
+    ``precision``: ``fp32``, ``bf16`` (bfloat16 autocast of the forward pass) or ``auto``
+    (``bf16`` where the hardware computes it natively, else ``fp32``); see
+    :mod:`cnnlab.training.precision`.
+    """
 
     epochs: int = 10
     batch_size: int = 64
@@ -51,6 +56,7 @@ class TrainConfig:
     head_weights: dict[str, Any] = field(default_factory=dict)
     augment_shift: int = 0
     eval_batch_size: int = 256
+    precision: str = "fp32"
 
 
 @dataclass
@@ -72,6 +78,7 @@ CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd", "rmsprop"),
     "train.scheduler": ("none", "step", "exponential", "cosine", "onecycle"),
     "train.loss": ("cross_entropy", "mse"),
+    "train.precision": ("fp32", "bf16", "auto"),
     "data.mnist_split": ("study", "official"),
 }
 

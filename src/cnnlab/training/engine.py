@@ -20,6 +20,7 @@ from cnnlab.training.config import RunConfig
 from cnnlab.training.distributed import Distributed
 from cnnlab.training.objectives import objective_for
 from cnnlab.training.optim import build_optimizer, build_scheduler
+from cnnlab.training.precision import as_float, autocast, resolve_precision
 from cnnlab.training.progress import Progress
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -78,6 +79,7 @@ class Engine:
         self.dist = dist
         self.run_dir = run_dir
         self.progress = progress
+        self.precision = resolve_precision(self.t.precision, device)
         # channels_last: oneDNN's fast path for convolutions, pooling and BatchNorm on the CPU.
         self.model = model.to(device, memory_format=torch.channels_last)
         self.trained = self.model
@@ -210,7 +212,9 @@ class Engine:
                 (self.config.seed * 1_000_003 + epoch) * 100_003 + batch
             )
             images = random_shift(images, self.t.augment_shift, generator)
-        loss, sums = self.objective.score(self.trained(self._input(images)), targets)
+        with autocast(self.precision, self.device):
+            outputs = self.trained(self._input(images))
+        loss, sums = self.objective.score(as_float(outputs), targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

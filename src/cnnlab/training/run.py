@@ -224,6 +224,7 @@ def _run_info(
             if engine.device.type == "cuda"
             else platform.processor() or platform.machine(),
             "cpu_threads": torch.get_num_threads(),
+            "precision": engine.precision,
             "world_size": world,
         },
         "dataset": {
