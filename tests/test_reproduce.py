@@ -35,7 +35,10 @@ def test_every_step_leaves_its_output(reproduction: Path) -> None:
         assert (reproduction / "studies" / name / "summary.csv").is_file(), name
     state = json.loads((reproduction / "reproduce.json").read_text())
     assert state["mode"] == "quick"
-    assert {f"train {p}" for p in RUNS} <= set(state["steps"])
+    assert {f"{s} {p}" for s in ("train", "evaluate", "visualize") for p in RUNS} <= set(
+        state["steps"]
+    )
+    assert state["wall_seconds"] > 0
 
 
 def test_report_holds_every_section(reproduction: Path) -> None:

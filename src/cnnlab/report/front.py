@@ -50,14 +50,16 @@ def front_section(
     *,
     quick: bool,
     steps: Sequence[tuple[str, float]] = (),
+    wall_seconds: float | None = None,
     extra: Sequence[str] = (),
     studies: Sequence[tuple[str, str]] = (),
 ) -> str:
     """HTML: the study's table with cnnlab's figures, links to run sections, wall time.
 
     ``records`` maps a preset name to (section index, record); ``steps`` are (step, seconds)
-    pairs of the reproduction; ``extra`` lists more runs shown below the table (stronger
-    variants), by preset name; ``studies`` (anchor, title) link to the variation studies.
+    pairs of the reproduction and ``wall_seconds`` its wall time (default: their sum);
+    ``extra`` lists more runs shown below the table (stronger variants), by preset name;
+    ``studies`` (anchor, title) link to the variation studies.
     """
     parts = ["<section class='front' id='front'>", "<h2>cnnlab against the original study</h2>"]
     if quick:
@@ -113,11 +115,12 @@ def front_section(
             f"a verdict on whether it differs from the base beyond noise:</p><ul>{links}</ul>"
         )
     if steps:
-        total = sum(seconds for _, seconds in steps)
+        total = wall_seconds if wall_seconds is not None else sum(s for _, s in steps)
         items = "".join(f"<li>{esc(name)}: {_duration(seconds)}</li>" for name, seconds in steps)
         parts += [
             f"<h3>Wall time: {_duration(total)}</h3>",
-            "<details><summary>per step (time spent in this and earlier invocations)</summary>",
+            "<details><summary>per step, over this and earlier invocations (runs trained side "
+            "by side overlap)</summary>",
             f"<ul>{items}</ul></details>",
         ]
     parts.append("</section>")
