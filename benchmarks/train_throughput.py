@@ -5,30 +5,38 @@ synthetic uint8 data of MNIST shape (1x28x28, 10 classes) and Lines shape (3x28x
 classes), 20,000 random training images each, at each batch size (64, 128, 256 by default):
 
 (a) **cnnlab**: an :class:`~cnnlab.training.engine.Engine` built as ``cnnlab train`` builds it
-    (default ``TrainConfig``: fused Adam, LambdaLR, cross-entropy; one process, progress off),
-    timed over consecutive calls of ``Engine._step`` on consecutive batches of the real epoch
-    order (``epoch_order``, sharded as ``_train_epoch`` does), after a few warm-up steps. That
-    is the whole hot path of ``_train_epoch`` but for its per-batch bookkeeping (one float64
-    ``sums +=``, a few microseconds).
+    (default ``TrainConfig`` but for ``precision``: fused Adam, LambdaLR, cross-entropy; one
+    process, progress off), one per precision of ``--precisions`` (default ``fp32,bf16``;
+    ``bf16`` autocasts the forward pass to bfloat16, weights and optimiser stay float32;
+    ``auto`` is shown with what it resolved to), timed over consecutive calls of
+    ``Engine._step`` on consecutive batches of the real epoch order (``epoch_order``, sharded
+    as ``_train_epoch`` does), after a few warm-up steps. That is the whole hot path of
+    ``_train_epoch`` but for its per-batch bookkeeping (one float64 ``sums +=``, a few
+    microseconds).
 (b) **DataLoader**: the tutorial loop: ``DataLoader(TensorDataset(float32 normalised images,
     labels), batch_size=B, shuffle=True)`` and ``torch.optim.Adam(model.parameters(), 1e-3)``
     with default settings, the same ``part1`` (same initial weights), the same number of steps.
     Each step does ``zero_grad``, forward, ``F.cross_entropy``, ``backward``, ``step`` and reads
     the loss and the number correct, as the engine does.
-(c) The two loops run interleaved, in rounds of one block of ``--block`` steps each (the order
-    alternates from round to round), so that both see the same machine. A block's images/s is
-    its images over its wall time. The table shows the median over rounds; the speed-up is the
-    median over rounds of (cnnlab's rate / the DataLoader's rate in the same round).
+(c) All loops (every cnnlab precision and the DataLoader loop, all from the same initial
+    weights) run interleaved, in rounds of one block of ``--block`` steps each (the order
+    rotates from round to round, so no loop is always first), so that all see the same
+    machine. A block's images/s is its images over its wall time. The table shows the median
+    over rounds; a precision's speed-up is the median over rounds of (that cnnlab loop's rate /
+    the DataLoader's rate in the same round).
 (d) The compute bound: the machine's peak float32 GFLOP/s (a 2048x2048 matmul, best of
     several calls spread over the run) over part1's training FLOPs per image, counted
     analytically: forward MACs of conv1 (k*k*Cin*Cout*Hout*Wout), fc1 and fc2; training = 3x
-    the forward FLOPs = 6x the MACs. cnnlab's images/s is shown as a fraction of that bound.
+    the forward FLOPs = 6x the MACs. The peak bfloat16 GFLOP/s is measured the same way with
+    bfloat16 matrices. Each row shows cnnlab's images/s as a fraction of the fp32 bound (the
+    goal's definition, whatever the row's precision) and, in "of own bound", of its own
+    precision's bound (the bf16 peak over the same FLOPs for bf16 rows).
 (e) Evaluation: ``batched_outputs(model, images, preprocess, batch_size=2048)`` over 28,000
     MNIST-shaped images with a fresh ``part1`` (as ``load_run`` builds it): one warm-up call,
     then ``--eval-repeats`` timed calls (median).
 
-Goals (at batch 64, for each dataset shape): cnnlab at least 1.5x the DataLoader loop; cnnlab
-at >= 60% of the compute bound; evaluation >= 12,000 images/s.
+Goals (at batch 64, for each dataset shape and each precision): cnnlab at least 1.5x the
+DataLoader loop; cnnlab at >= 60% of the fp32 compute bound; evaluation >= 12,000 images/s.
 
 **A shared machine.** With 2 cores and torch's default of one OpenMP thread per core, a
 process of someone else's that keeps a core busy slows every parallel op of ours far beyond
@@ -42,7 +50,8 @@ table shows the mean other load of the rounds it kept; rows marked ``*`` kept ro
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/train_throughput.py [--batches 64,128,256] [--steps 60] [--quick]
+    .venv/bin/python benchmarks/train_throughput.py [--batches 64,128,256] [--precisions fp32,bf16]
+        [--steps 60] [--quick]
 
 ``--quick`` is a smoke run: 10 steps per loop and batch, in blocks of 5, 2 evaluations, no
 waiting. ``--threads N`` sets torch's intra-op threads first. No dataset files are needed. The
@@ -69,13 +78,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from cnnlab.data.dataset import ImageDataset, Split
 from cnnlab.models.convnets import part1
 from cnnlab.models.inference import Preprocess, batched_outputs
-from cnnlab.training.config import RunConfig, TrainConfig
+from cnnlab.training.config import CHOICES, RunConfig, TrainConfig
 from cnnlab.training.distributed import Distributed
 from cnnlab.training.engine import Engine, epoch_order
 from cnnlab.training.progress import Progress
 
 SPEEDUP_GOAL = 1.5  # cnnlab vs the DataLoader loop at batch 64, at least
-BOUND_GOAL = 0.60  # cnnlab as a fraction of the compute bound at batch 64, at least
+BOUND_GOAL = 0.60  # cnnlab as a fraction of the fp32 compute bound at batch 64, at least
 EVAL_GOAL = 12_000.0  # batched_outputs images/s over 28,000 MNIST-shaped images, at least
 GOAL_BATCH = 64
 TRAIN_IMAGES = 20_000
@@ -85,6 +94,7 @@ EVAL_BATCH = 256  # what cnnlab evaluates with (batched_outputs default)
 WARMUP_STEPS = 5
 MATMUL_SIZE = 2048
 SEED = 0
+PRECISIONS = CHOICES["train.precision"]  # fp32, bf16, auto
 
 # From the issue, same machine, part1 at batch 64: (MNIST, Lines).
 REFERENCE = (
@@ -170,8 +180,9 @@ class Quiet:
 
 @dataclass
 class Peak:
-    """The best float32 matmul rate seen so far, in GFLOP/s."""
+    """The best matmul rate in ``dtype`` seen so far, in GFLOP/s."""
 
+    dtype: torch.dtype = torch.float32
     size: int = MATMUL_SIZE
     samples: list[float] = field(default_factory=list)
 
@@ -180,13 +191,35 @@ class Peak:
         return max(self.samples)
 
     def measure(self, calls: int) -> None:
-        a, b = torch.randn(self.size, self.size), torch.randn(self.size, self.size)
-        out = torch.empty(self.size, self.size)
+        a, b = (torch.randn(self.size, self.size, dtype=self.dtype) for _ in range(2))
+        out = torch.empty(self.size, self.size, dtype=self.dtype)
         torch.mm(a, b, out=out)  # warm-up
         for _ in range(calls):
             start = time.perf_counter()
             torch.mm(a, b, out=out)
             self.samples.append(2.0 * self.size**3 / (time.perf_counter() - start) / 1e9)
+
+    def text(self, name: str) -> str:
+        return (
+            f"peak {name}: {self.best:.1f} GFLOP/s (best of {len(self.samples)} calls over "
+            f"the run; median {statistics.median(self.samples):.1f})"
+        )
+
+
+@dataclass
+class Peaks:
+    """The float32 and bfloat16 peaks, measured together."""
+
+    fp32: Peak = field(default_factory=Peak)
+    bf16: Peak = field(default_factory=lambda: Peak(torch.bfloat16))
+
+    def measure(self, calls: int) -> None:
+        self.fp32.measure(calls)
+        self.bf16.measure(calls)
+
+    def of(self, precision: str) -> Peak:
+        """The peak of a resolved precision (``fp32`` or ``bf16``)."""
+        return self.bf16 if precision == "bf16" else self.fp32
 
 
 # -- data and model ---------------------------------------------------------------------------
@@ -224,14 +257,15 @@ def training_flops(shape: Shape) -> float:
     return 6.0 * part1_macs(shape)
 
 
-# -- the two training loops -------------------------------------------------------------------
+# -- the training loops -----------------------------------------------------------------------
 class CnnlabLoop:
-    """cnnlab's engine, stepped over consecutive batches of the real epoch order."""
+    """cnnlab's engine in ``precision``, stepped over consecutive batches of the epoch order."""
 
-    def __init__(self, dataset: ImageDataset, batch_size: int) -> None:
+    def __init__(self, dataset: ImageDataset, batch_size: int, precision: str) -> None:
         torch.manual_seed(SEED)
         model = part1(dataset.channels, dataset.num_classes, dataset.image_size)
-        config = RunConfig(seed=SEED, device="cpu", train=TrainConfig(batch_size=batch_size))
+        train = TrainConfig(batch_size=batch_size, precision=precision)
+        config = RunConfig(seed=SEED, device="cpu", train=train)
         self.engine = Engine(
             config,
             dataset,
@@ -242,6 +276,7 @@ class CnnlabLoop:
             Progress(enabled=False),
         )
         self.engine.trained.train()
+        self.requested, self.precision = precision, self.engine.precision
         self.batch_size = batch_size
         self.epoch, self.batch = 0, 0
         self.order = epoch_order(len(dataset.train), SEED, 0, self.engine.device)
@@ -258,6 +293,13 @@ class CnnlabLoop:
             images += index.numel()
             self.batch += 1
         return images
+
+    @property
+    def label(self) -> str:
+        """The precision, with what ``auto`` resolved to."""
+        if self.requested == self.precision:
+            return self.precision
+        return f"{self.requested} ({self.precision})"
 
 
 class TutorialLoop:
@@ -294,7 +336,7 @@ class TutorialLoop:
 # -- measuring ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Round:
-    """One measurement (or one pair of them) and the other processes' load meanwhile."""
+    """One measurement (or one per loop) and the other processes' load meanwhile."""
 
     rates: tuple[float, ...]
     load: float | None
@@ -323,9 +365,9 @@ class Rounds:
     def quiet(self) -> bool:
         return all(r.load is None or r.load <= self.max_load for r in self.kept)
 
-    @property
-    def speedup(self) -> float:
-        return statistics.median(r.rates[0] / r.rates[1] for r in self.kept)
+    def speedup(self, i: int) -> float:
+        """Median over rounds of rate ``i`` / the last rate (the DataLoader's) in that round."""
+        return statistics.median(r.rates[i] / r.rates[-1] for r in self.kept)
 
 
 def measure_rounds(
@@ -356,20 +398,42 @@ def images_per_second(loop: CnnlabLoop | TutorialLoop, steps: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def compare(dataset: ImageDataset, batch_size: int, steps: int, block: int, quiet: Quiet) -> Rounds:
-    """Both loops, warmed up, then ``steps`` steps each in interleaved blocks of ``block``."""
-    ours, theirs = CnnlabLoop(dataset, batch_size), TutorialLoop(dataset, batch_size)
-    ours.run(WARMUP_STEPS)
-    theirs.run(WARMUP_STEPS)
+@dataclass(frozen=True)
+class Comparison:
+    """One (data, batch) measurement: rates are (cnnlab per precision..., DataLoader)."""
 
-    def pair(attempt: int) -> tuple[float, float]:
-        if attempt % 2 == 0:
-            rate = images_per_second(ours, block)
-            return rate, images_per_second(theirs, block)
-        rate = images_per_second(theirs, block)
-        return images_per_second(ours, block), rate
+    shape: Shape
+    batch_size: int
+    precisions: tuple[str, ...]  # resolved: fp32 or bf16
+    labels: tuple[str, ...]  # as requested, e.g. "auto (bf16)"
+    rounds: Rounds
 
-    return measure_rounds(pair, max(1, steps // block), quiet)
+
+def compare(
+    dataset: ImageDataset,
+    shape: Shape,
+    batch_size: int,
+    precisions: tuple[str, ...],
+    steps: int,
+    block: int,
+    quiet: Quiet,
+) -> Comparison:
+    """All loops, warmed up, then ``steps`` steps each in interleaved blocks of ``block``."""
+    ours = [CnnlabLoop(dataset, batch_size, precision) for precision in precisions]
+    loops: list[CnnlabLoop | TutorialLoop] = [*ours, TutorialLoop(dataset, batch_size)]
+    for loop in loops:
+        loop.run(WARMUP_STEPS)
+
+    def one_round(attempt: int) -> tuple[float, ...]:
+        rates = [0.0] * len(loops)
+        first = attempt % len(loops)
+        for i in [*range(first, len(loops)), *range(first)]:
+            rates[i] = images_per_second(loops[i], block)
+        return tuple(rates)
+
+    rounds = measure_rounds(one_round, max(1, steps // block), quiet)
+    resolved = tuple(loop.precision for loop in ours)
+    return Comparison(shape, batch_size, resolved, tuple(loop.label for loop in ours), rounds)
 
 
 def evaluation(repeats: int, quiet: Quiet) -> Rounds:
@@ -400,6 +464,61 @@ def load_text(rounds: Rounds) -> str:
     return "n/a" if load is None else f"{load:.0%}" + ("" if rounds.quiet else "*")
 
 
+def bound(peak: Peak, shape: Shape) -> float:
+    """Images/s at ``peak``'s rate for part1's training FLOPs per image of ``shape``."""
+    return peak.best * 1e9 / training_flops(shape)
+
+
+def result_rows(result: Comparison, peaks: Peaks) -> list[tuple[str, ...]]:
+    """One table row per precision of ``result``."""
+    rounds, shape = result.rounds, result.shape
+    theirs, fp32_bound = rounds.median(-1), bound(peaks.fp32, shape)
+    rows: list[tuple[str, ...]] = []
+    for i, (precision, label) in enumerate(zip(result.precisions, result.labels, strict=True)):
+        ours = rounds.median(i)
+        rows.append(
+            (
+                shape.name,
+                str(result.batch_size),
+                label,
+                f"{ours:,.0f}",
+                f"{theirs:,.0f}",
+                f"{rounds.speedup(i):.2f}x",
+                f"{fp32_bound:,.0f}",
+                f"{ours / fp32_bound:.0%}",
+                f"{ours / bound(peaks.of(precision), shape):.0%}",
+                f"{training_flops(shape) / 1e6:.1f}",
+                load_text(rounds),
+                f"{len(rounds.kept)}+{rounds.repeated}",
+            )
+        )
+    return rows
+
+
+def result_goals(result: Comparison, peaks: Peaks) -> list[tuple[str, str, str]]:
+    """The speed-up and fp32-bound goals of each precision, at batch 64 only."""
+    if result.batch_size != GOAL_BATCH:
+        return []
+    rounds, name = result.rounds, result.shape.name
+    fp32_bound = bound(peaks.fp32, result.shape)
+    goals: list[tuple[str, str, str]] = []
+    for i, label in enumerate(result.labels):
+        speedup, fraction = rounds.speedup(i), rounds.median(i) / fp32_bound
+        goals += [
+            (
+                f"{name} cnnlab {label} / DataLoader >= {SPEEDUP_GOAL:g}x at batch 64",
+                f"{speedup:.2f}x",
+                verdict(speedup >= SPEEDUP_GOAL),
+            ),
+            (
+                f"{name} cnnlab {label} >= {BOUND_GOAL:.0%} of the fp32 compute bound at batch 64",
+                f"{fraction:.0%}",
+                verdict(fraction >= BOUND_GOAL),
+            ),
+        ]
+    return goals
+
+
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Plain-text columns: the first left-aligned, the others right-aligned but the last."""
     table = [header, *rows]
@@ -422,10 +541,28 @@ def parse_batches(text: str) -> tuple[int, ...]:
     return batches
 
 
+def parse_precisions(text: str) -> tuple[str, ...]:
+    precisions = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown precision(s) {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}"
+        )
+    if not precisions:
+        raise argparse.ArgumentTypeError(f"expected e.g. fp32,bf16, got {text!r}")
+    return precisions
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--batches", type=parse_batches, default=(64, 128, 256), help="batch sizes (64,128,256)"
+    )
+    parser.add_argument(
+        "--precisions",
+        type=parse_precisions,
+        default=("fp32", "bf16"),
+        help=f"cnnlab precisions, of {', '.join(PRECISIONS)} (fp32,bf16)",
     )
     parser.add_argument("--steps", type=int, default=60, help="timed steps per loop (60)")
     parser.add_argument("--block", type=int, default=10, help="steps per interleaved block (10)")
@@ -455,52 +592,23 @@ def main(argv: list[str] | None = None) -> int:
         f"warm-up steps, then {steps} timed steps per loop in interleaved blocks of {block}\n"
     )
 
-    peak = Peak()
-    peak.measure(5)
-    results: list[tuple[Shape, int, Rounds]] = []
+    peaks = Peaks()
+    peaks.measure(5)
+    results: list[Comparison] = []
     for shape in SHAPES:
         dataset = synthetic_dataset(shape, TRAIN_IMAGES, TEST_IMAGES, SEED)
         for batch_size in args.batches:
-            results.append((shape, batch_size, compare(dataset, batch_size, steps, block, quiet)))
+            results.append(
+                compare(dataset, shape, batch_size, args.precisions, steps, block, quiet)
+            )
             quiet.wait()
-            peak.measure(2)
+            peaks.measure(2)
     evaluated = evaluation(repeats, quiet)
     quiet.wait()
-    peak.measure(3)
+    peaks.measure(3)
 
-    rows: list[tuple[str, ...]] = []
-    goals: list[tuple[str, str, str]] = []
-    for shape, batch_size, rounds in results:
-        flops = training_flops(shape)
-        ours, theirs = rounds.median(0), rounds.median(1)
-        bound = peak.best * 1e9 / flops
-        rows.append(
-            (
-                shape.name,
-                str(batch_size),
-                f"{ours:,.0f}",
-                f"{theirs:,.0f}",
-                f"{rounds.speedup:.2f}x",
-                f"{bound:,.0f}",
-                f"{ours / bound:.0%}",
-                f"{flops / 1e6:.1f}",
-                load_text(rounds),
-                f"{len(rounds.kept)}+{rounds.repeated}",
-            )
-        )
-        if batch_size == GOAL_BATCH:
-            goals += [
-                (
-                    f"{shape.name} cnnlab / DataLoader >= {SPEEDUP_GOAL:g}x at batch 64",
-                    f"{rounds.speedup:.2f}x",
-                    verdict(rounds.speedup >= SPEEDUP_GOAL),
-                ),
-                (
-                    f"{shape.name} cnnlab >= {BOUND_GOAL:.0%} of compute bound at batch 64",
-                    f"{ours / bound:.0%}",
-                    verdict(ours / bound >= BOUND_GOAL),
-                ),
-            ]
+    rows = [row for result in results for row in result_rows(result, peaks)]
+    goals = [goal for result in results for goal in result_goals(result, peaks)]
     eval_rate = evaluated.median(0)
     goals.append(
         (
@@ -513,11 +621,13 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         "data",
         "batch",
+        "precision",
         "cnnlab img/s",
         "DataLoader img/s",
         "speed-up",
-        "bound img/s",
-        "of bound",
+        "fp32 bound img/s",
+        "of fp32 bound",
+        "of own bound",
         "MFLOP/img",
         "other load",
         "rounds",
@@ -525,14 +635,16 @@ def main(argv: list[str] | None = None) -> int:
     print_table(header, rows)
     print(
         f"\nimg/s: median over rounds of one {block}-step block per loop; speed-up: median over "
-        f"rounds of the ratio within a round.\nrounds: kept + repeated (other processes' load "
-        f"> {args.max_load:.0%}); other load: their mean share of the machine's CPU during the "
-        f"rounds kept\n(* = some kept rounds were loaded: the rates understate this machine). "
-        f"Waited {quiet.waited:.0f} s for quiet.\npeak float32: {peak.best:.1f} GFLOP/s "
-        f"({MATMUL_SIZE}x{MATMUL_SIZE} matmul, best of {len(peak.samples)} calls over the run; "
-        f"median {statistics.median(peak.samples):.1f}); bound = peak / training FLOPs per "
-        f"image (6x forward MACs of conv1, fc1, fc2).\nevaluation: batched_outputs, batch "
-        f"{EVAL_BATCH}, {EVAL_IMAGES:,} images: median {eval_rate:,.0f} img/s, best "
+        f"rounds of the ratio to the DataLoader loop within a round.\nrounds: kept + repeated "
+        f"(other processes' load > {args.max_load:.0%}); other load: their mean share of the "
+        f"machine's CPU during the rounds kept\n(* = some kept rounds were loaded: the rates "
+        f"understate this machine). Waited {quiet.waited:.0f} s for quiet.\n"
+        f"{peaks.fp32.text('float32')};\n{peaks.bf16.text('bfloat16')}; "
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmuls.\nfp32 bound = float32 peak / training FLOPs per "
+        f"image (6x forward MACs of conv1, fc1, fc2); of fp32 bound: cnnlab img/s over it, for "
+        f"every precision;\nof own bound: over the bound of the row's precision (bf16 rows: "
+        f"bfloat16 peak / the same FLOPs).\nevaluation: batched_outputs, batch {EVAL_BATCH}, "
+        f"{EVAL_IMAGES:,} images: median {eval_rate:,.0f} img/s, best "
         f"{max(evaluated.rates(0)):,.0f} over {len(evaluated.kept)} calls after a warm-up; "
         f"other load {load_text(evaluated)}."
     )
