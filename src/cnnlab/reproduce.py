@@ -7,7 +7,8 @@ Steps, each skipped when already done in ``out`` (so a killed reproduction conti
 2. ``train <preset>`` for every model of the study (:data:`RUNS`) into ``out/runs/<preset>``;
    an interrupted training is resumed exactly, not restarted.
 3. ``evaluate`` and ``visualize`` each run (activations, filters, Grad-CAM; on Lines the
-   heatmaps are scored against the line masks).
+   heatmaps are scored against the line masks). Steps 2-3 run ``jobs`` runs at a time, each
+   in a worker process of its own.
 4. ``study <name>``: the variation studies (:data:`STUDIES`) into ``out/studies/<name>``.
 5. ``report``: ``out/report.html`` (front page: cnnlab beside the study's table) and
    ``out/summary.md``; always rebuilt.
