@@ -192,8 +192,9 @@ def _run_pipelines(
     threads = max(1, cores() // jobs)
     log(f"[....] {len(pipelines)} runs, {jobs} at a time ({threads} thread(s) each)")
     context = multiprocessing.get_context("spawn")  # no fork of a threaded torch
+    stop = context.Event()  # set when this process gives up: queued runs then do nothing
     with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_set_threads, initargs=(threads,)
+        jobs, mp_context=context, initializer=_start_worker, initargs=(threads, stop)
     ) as pool:
         futures = {pool.submit(_pipeline, p, quiet=True): p for p in pipelines}
         try:
@@ -202,13 +203,24 @@ def _run_pipelines(
                 for future in done:
                     finished(futures.pop(future), future.result())
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # workers save their checkpoints
+            stop.set()
+            log(
+                "stopping: the runs in progress finish their current step (a training stopped "
+                "by Ctrl-C saves a checkpoint); run the same command again to continue"
+            )
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def _set_threads(threads: int) -> None:
+_STOP: Any = None
+"""In a worker process: the event that tells it to start nothing more."""
+
+
+def _start_worker(threads: int, stop: Any) -> None:
     import torch
 
+    global _STOP
+    _STOP = stop
     torch.set_num_threads(threads)
 
 
@@ -224,6 +236,8 @@ def _pipeline(pipeline: Pipeline, quiet: bool) -> dict[str, float]:
     }
     seconds = {}
     for name in pipeline.todo:
+        if _STOP is not None and _STOP.is_set():
+            break
         start = time.perf_counter()
         actions[name]()
         seconds[name] = round(time.perf_counter() - start, 1)
