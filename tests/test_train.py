@@ -204,7 +204,7 @@ def test_bf16_trains_in_float32_weights_deterministically_and_resumes_exactly(
     """bf16 autocasts the forward pass only: float32 weights, same seed same run, exact resume."""
     bf16 = ("train.precision=bf16", "train.epochs=2")
     a, b = tiny(tmp_path, "a", *bf16), tiny(tmp_path, "b", *bf16)
-    fp32 = tiny(tmp_path, "fp32", "train.epochs=2")
+    fp32 = tiny(tmp_path, "fp32", "train.precision=fp32", "train.epochs=2")
     assert same_history(a.history, b.history)
     assert not same_history(a.history, fp32.history)  # the forward pass did run in bfloat16
     assert a.history[-1]["train_acc"] > 0.5  # and it learns (chance: 1/96)
