@@ -75,3 +75,9 @@ def test_foreign_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "something.txt").write_text("mine")
     with pytest.raises(CnnlabError, match="not a reproduction folder"):
         reproduce(tmp_path, quick=True, log=lambda _: None)
+
+
+def test_jobs_below_one_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(CnnlabError, match="--jobs must be at least 1, got 0"):
+        reproduce(tmp_path / "r", quick=True, jobs=0, log=lambda _: None)
+    assert not (tmp_path / "r").exists()

@@ -485,7 +485,12 @@ def _add_reproduce_command(commands: argparse._SubParsersAction) -> None:
     )
     reproduce.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     reproduce.add_argument(
-        "--jobs", type=int, default=2, metavar="N", help="study runs trained at once (2)"
+        "--jobs",
+        type=int,
+        default=2,
+        metavar="N",
+        help="runs trained at once, each in a process with cores/N threads (2; the six "
+        "models train one at a time on a GPU)",
     )
     reproduce.add_argument("--no-studies", action="store_true", help="skip the variation studies")
     reproduce.add_argument(

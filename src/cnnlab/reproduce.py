@@ -107,6 +107,8 @@ def reproduce(
     one); the six models are taken longest first, then the studies' runs. On a GPU the six
     models train one after the other.
     """
+    if jobs < 1:
+        raise CnnlabError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out)
     state = _load_state(out, quick, list(overrides), mnist_dir)
     steps: dict[str, float] = state["steps"]

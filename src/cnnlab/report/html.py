@@ -307,7 +307,8 @@ def _provenance(record: RunRecord) -> str:
             "hardware",
             f"{hardware.get('device', '–')} ({hardware.get('device_name', '–')}), "
             f"{hardware.get('cpu_threads', '–')} CPU threads, "
-            f"{hardware.get('world_size', 1)} process(es)",
+            f"{hardware.get('world_size', 1)} process(es), "
+            f"precision {hardware.get('precision', 'fp32')}",
         ),
         ("preprocess", compact_json(info.get("preprocess", {}))),
         ("dataset provenance", compact_json(dataset.get("provenance", {}))),

@@ -158,7 +158,7 @@ def _train(config, run_dir, state, device, dist, progress) -> Run:
             f"{'Resuming' if state else 'Training'} {config.model['name']} "
             f"({info['model']['parameters']:,d} parameters) on {dataset.name}: "
             f"{len(dataset.train)} train / {len(dataset.test)} test images, "
-            f"{config.train.epochs} epochs, device {device}"
+            f"{config.train.epochs} epochs, device {device} ({engine.precision})"
             + (f", {dist.world_size} processes" if dist.enabled else "")
             + (f", from epoch {position.epoch + 1}" if state else "")
         )
