@@ -1,4 +1,5 @@
-"""The Lines generator: class formula, factors against pixels, Pillow agreement, determinism."""
+"""The Lines generator: class formula, factors and masks against pixels, unseen test split,
+generator 1.0's layout kept exactly, Pillow agreement, determinism."""
 
 from __future__ import annotations
 
@@ -8,15 +9,29 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.data import LinesConfig, generate_lines, load_lines, save_lines
+from cnnlab.data import LinesConfig, generate_lines, lines_config, load_lines, save_lines
+from cnnlab.data.dataset import grouped_stratified_split
+from cnnlab.data.identity import identity_groups
 from cnnlab.data.render import endpoints, render_lines, render_pillow
 from cnnlab.errors import CnnlabError
 
 
 @pytest.fixture(scope="module")
 def small() -> object:
-    """The study's 96 classes with 20 images each (12 train / 8 test)."""
+    """The study's 96 classes with 20 images each (12 train / 8 test), generator 2's default."""
     return generate_lines(LinesConfig(per_class=20, seed=3))
+
+
+@pytest.fixture(scope="module")
+def sharp() -> object:
+    """Hard-edged lines anywhere in the frame."""
+    return generate_lines(lines_config("sharp", per_class=20, seed=4))
+
+
+@pytest.fixture(scope="module")
+def centred() -> object:
+    """Generator 1.0's layout: Pillow lines within 3 whole pixels of the centre."""
+    return generate_lines(lines_config("centred", per_class=20, seed=3))
 
 
 def test_class_formula_matches_the_study() -> None:
@@ -53,33 +68,154 @@ def _principal_angle(mask: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(vy, vx)) % 180)
 
 
-def test_factor_labels_match_the_pixels(small) -> None:
-    a = small.arrays
-    for i in range(len(small)):
+@pytest.mark.parametrize("name", ["sharp", "centred"])
+def test_factor_labels_match_the_pixels(name, request) -> None:
+    data = request.getfixturevalue(name)
+    a = data.arrays
+    for i in range(len(data)):
         image, mask = a["images"][i], a["mask"][i]
         assert np.array_equal(mask, image.any(axis=-1)), "mask must be exactly the drawn pixels"
         # Colour: red lines only in channel 0, blue only in channel 2.
         lit = image[mask]
         expected = (255, 0, 0) if a["color"][i] == 0 else (0, 0, 255)
         assert (lit == expected).all()
-        # Angle: the main axis of the pixels (ambiguous for short thick blobs; see below).
-        length, width, angle = a["length"][i], a["width"][i], a["angle"][i]
-        error = abs((_principal_angle(mask) - angle + 90) % 180 - 90)
-        tolerance = 4 if length == 15 else (9 if width == 1 else 25)
-        assert error <= tolerance, (i, length, width, angle, error)
-        # Length: extent along the line's own direction; width: pixels per unit of length.
-        ys, xs = np.nonzero(mask)
-        theta = np.radians(angle)
-        along = xs * np.cos(theta) - ys * np.sin(theta)
-        extent = along.max() - along.min() + 1
-        assert abs(extent - length) <= 2.0, (i, length, extent)
-        per_length = mask.sum() / length
-        assert (per_length <= 1.0) if width == 1 else (per_length >= 1.8), (i, width, per_length)
+        _assert_geometry(mask.astype(float), a["length"][i], a["width"][i], a["angle"][i], i)
 
 
-def test_lines_are_centred_within_the_shift(small) -> None:
+def _assert_geometry(weight: np.ndarray, length: int, width: int, angle: int, i: int) -> None:
+    """Angle from the main axis of the (weighted) pixels, length from their extent along the
+    line, width from their mass per unit of length."""
+    error = abs((_principal_angle(weight) - angle + 90) % 180 - 90)
+    tolerance = 4 if length == 15 else (9 if width == 1 else 25)
+    assert error <= tolerance, (i, length, width, angle, error)
+    ys, xs = np.nonzero(weight >= 0.5)
+    theta = np.radians(angle)
+    along = xs * np.cos(theta) - ys * np.sin(theta)
+    extent = along.max() - along.min() + 1
+    assert abs(extent - length) <= 2.0, (i, length, extent)
+    per_length = weight.sum() / length
+    assert (per_length <= 1.5) if width == 1 else (per_length >= 1.8), (i, width, per_length)
+
+
+def test_shaded_lines_match_their_factors(small) -> None:
     a = small.arrays
-    for i in range(0, len(small), 7):
+    for i in range(len(small)):
+        image = a["images"][i]
+        channel = 0 if a["color"][i] == 0 else 2
+        assert not image[..., [c for c in range(3) if c != channel]].any(), "pure colour"
+        weight = image[..., channel] / 255.0
+        _assert_geometry(weight, a["length"][i], a["width"][i], a["angle"][i], i)
+        # Shading keeps the ink: total coverage is the line's area, within 15%.
+        area = a["length"][i] * a["width"][i]
+        assert abs(weight.sum() / area - 1) <= 0.15, (i, weight.sum(), area)
+        # Every pixel of the ideal line is at least a quarter covered.
+        assert (weight[a["mask"][i]] >= 0.24).all(), i
+    assert len(np.unique(a["images"])) > 100, "anti-aliased lines have intermediate intensities"
+
+
+def _ideal_mask(cx: float, cy: float, length: int, width: int, angle: int) -> np.ndarray:
+    """Reference for one image, in float64: pixels whose centre lies inside the rectangle."""
+    ys, xs = np.mgrid[0:28, 0:28].astype(np.float64)
+    theta = np.radians(angle)
+    ux, uy = np.cos(theta), -np.sin(theta)
+    along = (xs - cx) * ux + (ys - cy) * uy
+    across = (xs - cx) * uy - (ys - cy) * ux
+    return (np.abs(along) <= length / 2) & (np.abs(across) <= width / 2)
+
+
+@pytest.mark.parametrize("name", ["small", "sharp"])
+def test_masks_are_the_ideal_lines_pixels_inside_the_frame(name, request) -> None:
+    data = request.getfixturevalue(name)
+    a = data.arrays
+    for i in range(0, len(data), 5):
+        cx, cy = 13.5 + float(a["shift_x"][i]), 13.5 + float(a["shift_y"][i])
+        length, width, angle = int(a["length"][i]), int(a["width"][i]), int(a["angle"][i])
+        assert np.array_equal(a["mask"][i], _ideal_mask(cx, cy, length, width, angle)), i
+        # The whole rectangle lies inside the frame, whose edges are at -0.5 and 27.5.
+        theta = np.radians(angle)
+        corners = np.array(
+            [
+                (
+                    cx + sa * length / 2 * np.cos(theta) + sw * width / 2 * np.sin(theta),
+                    cy - sa * length / 2 * np.sin(theta) + sw * width / 2 * np.cos(theta),
+                )
+                for sa in (-1, 1)
+                for sw in (-1, 1)
+            ]
+        )
+        assert corners.min() >= -0.5 - 1e-6 and corners.max() <= 27.5 + 1e-6, (i, corners)
+
+
+def test_lines_lie_anywhere_in_the_frame(small) -> None:
+    a = small.arrays
+    short = a["length"] == 7
+    # Short lines reach every part of the frame, not only the centre.
+    assert a["shift_x"][short].min() < -8 and a["shift_x"][short].max() > 8
+    assert a["shift_y"][short].min() < -8 and a["shift_y"][short].max() > 8
+    fractional = np.modf(a["shift_x"])[0]
+    assert len(np.unique(np.round(fractional, 3))) > 100, "sub-pixel positions"
+
+
+def test_default_test_split_holds_no_copy_of_a_training_image() -> None:
+    data = generate_lines()
+    a = data.arrays
+    assert len(data) == 96_000
+    for part, per_class in (("train", 600), ("test", 400)):
+        counts = np.bincount(a["label"][a["split"] == part], minlength=96)
+        assert (counts == per_class).all()
+    ids = identity_groups(a["images"])
+    test = a["split"] == "test"
+    assert not np.isin(ids[test], ids[~test]).any()
+    assert len(np.unique(ids)) == 96_000, "every picture distinct"
+
+
+def test_sharp_repeats_stay_on_one_side_of_the_split(sharp) -> None:
+    a = sharp.arrays
+    ids = identity_groups(a["images"])
+    test = a["split"] == "test"
+    assert len(np.unique(ids)) < len(sharp), "hard edges repeat some pictures (a useful probe)"
+    assert not np.isin(ids[test], ids[~test]).any()
+    counts = np.bincount(a["label"][test], minlength=96)
+    assert counts.min() >= 6 and counts.max() == 8
+
+
+def test_grouped_split_keeps_groups_whole_and_meets_quotas() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 100)
+    singles = grouped_stratified_split(labels, np.arange(600), 0.4, seed=1)
+    assert (np.bincount(labels[singles]) == 40).all()
+    groups = labels * 1000 + rng.integers(0, 25, 600)
+    is_test = grouped_stratified_split(labels, groups, 0.4, seed=1)
+    assert not set(groups[is_test]) & set(groups[~is_test])
+    counts = np.bincount(labels[is_test], minlength=6)
+    largest = np.bincount(groups).max()
+    assert (counts <= 40).all() and (counts > 40 - largest).all()
+    again = grouped_stratified_split(labels, groups, 0.4, seed=1)
+    assert np.array_equal(is_test, again)
+    assert not np.array_equal(is_test, grouped_stratified_split(labels, groups, 0.4, seed=2))
+
+
+def test_centred_variant_is_generator_1_byte_for_byte() -> None:
+    """Digests of generator 1.0's output (commit 069d744) for the same settings."""
+    cases = {
+        ("sharp", 0.0): ("2835122958e87d7c", "e69fd111c74a6641"),
+        ("antialias", 5.0): ("888da398e77c751e", "c3c1352d579220c0"),
+    }
+    for (render, noise), (images, mask) in cases.items():
+        config = LinesConfig(per_class=20, seed=3, position="centred", render=render, noise=noise)
+        a = generate_lines(config).arrays
+        assert hashlib.sha256(a["images"].tobytes()).hexdigest()[:16] == images, render
+        assert hashlib.sha256(a["mask"].tobytes()).hexdigest()[:16] == mask, render
+    # At full size that layout is the memorised split generator 2 fixes.
+    a = generate_lines(lines_config("centred")).arrays
+    ids = identity_groups(a["images"])
+    test = a["split"] == "test"
+    assert np.isin(ids[test], ids[~test]).all() and len(np.unique(ids)) == 4704
+
+
+def test_centred_lines_are_centred_within_the_shift(centred) -> None:
+    a = centred.arrays
+    for i in range(0, len(centred), 7):
         ys, xs = np.nonzero(a["mask"][i])
         cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
         assert abs(cx - 13.5 - a["shift_x"][i]) <= 1.0
@@ -87,12 +223,12 @@ def test_lines_are_centred_within_the_shift(small) -> None:
     assert a["shift_x"].min() == -3 and a["shift_x"].max() == 3
 
 
-def test_generated_images_equal_pillow_drawings(small) -> None:
+def test_centred_images_equal_pillow_drawings(centred) -> None:
     """Every sampled image is pixel for pixel what ImageDraw.line draws for its factors."""
-    a = small.arrays
-    pick = np.random.default_rng(0).choice(len(small), 400, replace=False)
+    a = centred.arrays
+    pick = np.random.default_rng(0).choice(len(centred), 400, replace=False)
     x0, y0, x1, y1 = endpoints(a["length"][pick], a["angle"][pick], 28)
-    sx, sy = a["shift_x"][pick], a["shift_y"][pick]
+    sx, sy = a["shift_x"][pick].astype(int), a["shift_y"][pick].astype(int)
     reference = render_pillow(x0 + sx, y0 + sy, x1 + sx, y1 + sy, a["width"][pick], 28)
     assert np.array_equal(reference, a["mask"][pick])
 
@@ -108,15 +244,6 @@ def test_fast_renderer_agrees_with_pillow_on_random_lines() -> None:
     iou = np.where(union == 0, 1.0, (fast & reference).sum(axis=(1, 2)) / np.maximum(union, 1))
     assert iou.min() >= 0.9
     assert (fast == reference).all(axis=(1, 2)).mean() >= 0.99
-
-
-def test_split_is_stratified_600_400() -> None:
-    data = generate_lines()
-    a = data.arrays
-    assert len(data) == 96_000
-    for part, per_class in (("train", 600), ("test", 400)):
-        counts = np.bincount(a["label"][a["split"] == part], minlength=96)
-        assert (counts == per_class).all()
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path) -> None:
@@ -139,9 +266,11 @@ def test_card_records_provenance(tmp_path, small) -> None:
 
     save_lines(small, tmp_path)
     card = json.loads((tmp_path / "card.json").read_text())
-    assert card["generator_version"] == "1.0"
+    assert card["generator_version"] == "2.0"
     assert card["seed"] == 3
+    assert card["config"]["position"] == "anywhere" and card["config"]["render"] == "antialias"
     assert card["counts"] == {"total": 1920, "train": 1152, "test": 768}
+    assert card["distinct"] == {"train": 1152, "test": 768, "all": 1920, "test_in_train": 0}
     digest = hashlib.sha256(np.ascontiguousarray(small.arrays["images"]).data).hexdigest()
     assert card["arrays"]["images"]["sha256"] == digest
 
@@ -152,6 +281,43 @@ def test_save_and_load_round_trip(tmp_path, small) -> None:
     assert loaded.config == small.config
     for name, array in small.arrays.items():
         assert np.array_equal(loaded.arrays[name], array), name
+
+
+def test_generator_1_files_still_load_as_the_centred_layout(tmp_path, centred) -> None:
+    import json
+    import zipfile
+
+    save_lines(centred, tmp_path)
+    path = tmp_path / "lines.npz"
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(arrays["meta"].item())
+    config = meta["config"]
+    for key in ("position", "render", "jpeg_quality"):
+        config.pop(key)
+    config["antialias"] = False  # how generator 1.0 wrote its settings
+    arrays["meta"] = np.array(json.dumps({"generator_version": "1.0", "config": config}))
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert zipfile.is_zipfile(tmp_path / "old.npz")
+    loaded = load_lines(tmp_path / "old.npz")
+    assert loaded.config.position == "centred" and loaded.config.render == "sharp"
+    assert np.array_equal(loaded.arrays["images"], centred.arrays["images"])
+
+
+def test_jpeg_and_noise_variants_degrade_the_same_lines() -> None:
+    sharp = generate_lines(lines_config("sharp", per_class=4, seed=5))
+    jpeg = generate_lines(lines_config("jpeg", per_class=4, seed=5))
+    assert np.array_equal(sharp.arrays["mask"], jpeg.arrays["mask"]), "same lines, same masks"
+    difference = np.abs(sharp.arrays["images"].astype(int) - jpeg.arrays["images"])
+    assert 0 < difference.mean() < 10, "JPEG 95 blurs edges a little"
+    ids = identity_groups(jpeg.arrays["images"])
+    test = jpeg.arrays["split"] == "test"
+    assert not np.isin(ids[test], ids[~test]).any(), "the split is made on the stored pixels"
+    noisy = generate_lines(lines_config("noisy", per_class=4, seed=5))
+    clean = generate_lines(lines_config("default", per_class=4, seed=5))
+    spread = noisy.arrays["images"].astype(float) - clean.arrays["images"]
+    background = spread[clean.arrays["images"] == 0]  # noise clipped at 0: mean 20/sqrt(2 pi)
+    assert 7 < background.mean() < 9 and 10 < background.std() < 13
 
 
 def test_to_dataset_gives_channels_first_tensors(small) -> None:
@@ -170,16 +336,6 @@ def test_to_dataset_gives_channels_first_tensors(small) -> None:
     assert torch.equal(angle_i * 15, torch.from_numpy(a["angle"][train]))
     x = dataset.normalize(dataset.train.images[:64])
     assert x.dtype == torch.float32 and x.shape == (64, 3, 28, 28)
-
-
-def test_antialias_mode_shades_edges() -> None:
-    hard = generate_lines(LinesConfig(per_class=4, seed=1))
-    soft = generate_lines(LinesConfig(per_class=4, seed=1, antialias=True))
-    values = np.unique(soft.arrays["images"])
-    assert len(values) > 3, "anti-aliased lines have intermediate intensities"
-    assert np.array_equal(soft.arrays["label"], hard.arrays["label"])
-    lit = soft.arrays["images"].max(axis=-1) >= 128
-    assert np.array_equal(lit, soft.arrays["mask"])
 
 
 def test_png_export_and_preview(tmp_path) -> None:
@@ -202,7 +358,14 @@ def test_png_export_and_preview(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"lengths": (27,)}, "lengths/widths/max_shift: lines of length 27 px"),
+        ({"lengths": (29,)}, "lengths/widths: lines of length 29 px"),
+        (
+            {"lengths": (27,), "position": "centred"},
+            "lengths/widths/max_shift: lines of length 27 px",
+        ),
+        ({"position": "middle"}, "position: expected one of anywhere, centred"),
+        ({"render": "smooth"}, "render: expected one of antialias, sharp"),
+        ({"jpeg_quality": 101}, "jpeg_quality: expected a whole number in 1..100"),
         ({"lengths": ()}, "lengths: expected at least one value"),
         ({"widths": (0,)}, "widths: expected whole numbers of pixels >= 1"),
         ({"colors": ()}, "colors: expected at least one colour"),
@@ -229,7 +392,6 @@ def test_configurable_beyond_the_study() -> None:
         widths=(1, 2),
         angle_step=30,
         colors=("green", "#ffff00"),
-        max_shift=2,
         per_class=3,
     )
     data = generate_lines(config)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.reproduce import RUNS, STUDIES, reproduce
+from cnnlab.reproduce import RUNS, STUDIES, TRANSFER_VARIANTS, reproduce
 
 TINY = ("data.train_limit=192", "data.test_limit=96", "train.epochs=1")
 
@@ -31,6 +31,13 @@ def test_every_step_leaves_its_output(reproduction: Path) -> None:
         assert info["status"] == "finished", preset
         assert (run / "metrics-test.json").is_file(), preset
         assert (run / "visualize" / "summary.json").is_file(), preset
+        transfers = sorted(p.name for p in run.glob("metrics-transfer-*.json"))
+        expected = [f"metrics-transfer-{v}.json" for v in TRANSFER_VARIANTS]
+        assert transfers == (sorted(expected) if "lines" in preset else []), preset
+        assert info["data_check"]["duplicates"]["test_in_train"] == 0, preset
+    for variant in TRANSFER_VARIANTS:
+        card = json.loads((reproduction / "data" / f"lines-{variant}" / "card.json").read_text())
+        assert card["seed"] == 1 and card["counts"]["total"] == 96 * 50, variant
     for name in STUDIES:
         assert (reproduction / "studies" / name / "summary.csv").is_file(), name
     state = json.loads((reproduction / "reproduce.json").read_text())
@@ -55,6 +62,12 @@ def test_report_holds_every_section(reproduction: Path) -> None:
         assert name in page
     metrics = json.loads((reproduction / "runs" / "part1-mnist" / "metrics-test.json").read_text())
     assert f"{metrics['accuracy']:.4f}" in front
+    assert "none equal to a training image" in front
+    transfer = reproduction / "runs" / "part2-lines" / "metrics-transfer-jpeg.json"
+    accuracy = json.loads(transfer.read_text())["accuracy"]
+    table = front[front.index("drawn another way") :]
+    assert all(f"<th>{v}</th>" in table for v in TRANSFER_VARIANTS)
+    assert f"{accuracy:.4f}" in table
 
 
 def test_second_call_redoes_nothing(reproduction: Path, mnist_dir: Path) -> None:

@@ -207,7 +207,7 @@ def test_bf16_trains_in_float32_weights_deterministically_and_resumes_exactly(
     fp32 = tiny(tmp_path, "fp32", "train.precision=fp32", "train.epochs=2")
     assert same_history(a.history, b.history)
     assert not same_history(a.history, fp32.history)  # the forward pass did run in bfloat16
-    assert a.history[-1]["train_acc"] > 0.5  # and it learns (chance: 1/96)
+    assert a.history[-1]["train_acc"] > 0.25  # and it learns (chance: 1/96)
     assert {v.dtype for v in weights(tmp_path / "a").values()} <= {torch.float32, torch.int64}
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     assert info["hardware"]["precision"] == "bf16"

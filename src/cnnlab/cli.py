@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 import typing
@@ -58,9 +60,28 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
         metavar="C,C",
         help="colour names or #rrggbb (red,blue)",
     )
-    lines.add_argument("--max-shift", type=int, default=3, help="random centre shift, px (3)")
-    lines.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std, 0..255 (0)")
-    lines.add_argument("--antialias", action="store_true", help="anti-aliased lines")
+    lines.add_argument(
+        "--variant",
+        default="default",
+        help="a named rendering: default (anti-aliased lines anywhere in the frame), centred "
+        "(generator 1.0: 49 whole-pixel shifts, every test image a copy of a training image), "
+        "sharp, jpeg (sharp lines stored as JPEG 95, as the study), noisy; options below "
+        "override it",
+    )
+    lines.add_argument(
+        "--position",
+        choices=("anywhere", "centred"),
+        help="anywhere: the line's centre at a random sub-pixel point wherever it fits; "
+        "centred: within --max-shift whole pixels of the centre",
+    )
+    lines.add_argument(
+        "--render",
+        choices=("antialias", "sharp"),
+        help="antialias: edge pixels shaded by coverage; sharp: pixels whose centre is on the line",
+    )
+    lines.add_argument("--max-shift", type=int, help="centred only: centre shift, px (3)")
+    lines.add_argument("--noise", type=float, help="Gaussian noise std, 0..255 (0)")
+    lines.add_argument("--jpeg-quality", type=int, help="store as JPEG at this quality, 1..100")
     lines.set_defaults(handler=_data_lines)
 
     mnist = kinds.add_parser(
@@ -81,37 +102,87 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     mnist.add_argument("--test-fraction", type=float, default=0.4, help="share for test (0.4)")
     mnist.add_argument("--out", type=Path, metavar="DIR", help="also export the dataset here")
     mnist.set_defaults(handler=_data_mnist)
+    _add_data_check_command(kinds)
 
 
 def _data_lines(args: argparse.Namespace) -> int:
-    from cnnlab.data import GENERATOR_VERSION, LinesConfig, generate_lines, save_lines
+    from cnnlab.data import GENERATOR_VERSION, generate_lines, lines_config, save_lines
 
-    config = LinesConfig(
+    chosen = {
+        name: getattr(args, name)
+        for name in ("position", "render", "max_shift", "noise", "jpeg_quality")
+        if getattr(args, name) is not None
+    }
+    config = lines_config(
+        args.variant,
         image_size=args.image_size,
         lengths=args.lengths,
         widths=args.widths,
         angle_step=args.angle_step,
         colors=args.colors,
-        max_shift=args.max_shift,
-        noise=args.noise,
-        antialias=args.antialias,
         per_class=args.per_class,
         test_fraction=args.test_fraction,
         seed=args.seed,
+        **chosen,
     )
     start = time.perf_counter()
     data = generate_lines(config)
     generated = time.perf_counter() - start
     paths = save_lines(data, args.out, png=args.png)
     train = int((data.arrays["split"] == "train").sum())
+    distinct = json.loads(paths["card"].read_text())["distinct"]
     print(
-        f"Lines (generator {GENERATOR_VERSION}): "
+        f"Lines (generator {GENERATOR_VERSION}, {config.position}, {config.render}): "
         f"{len(data)} images ({train} train / {len(data) - train} test), "
-        f"{config.num_classes} classes, seed {config.seed}; generated in {generated:.2f} s"
+        f"{config.num_classes} classes, seed {config.seed}; generated in {generated:.2f} s\n"
+        f"  distinct pictures: {distinct['train']:,d} train, {distinct['test']:,d} test; "
+        f"{distinct['test_in_train']:,d} test images equal a training image"
     )
     for kind, path in paths.items():
         print(f"  {kind:8s} {path}")
     return 0
+
+
+def _add_data_check_command(kinds: argparse._SubParsersAction) -> None:
+    check = kinds.add_parser(
+        "check",
+        help="look for duplicate images, test images copied from training, conflicting labels",
+        description="Check a dataset: exact duplicates (by pixels) within and across its train "
+        "and test splits, identical images with different labels, class counts per split. "
+        "The same check runs at the start of every training and is kept in run.json.",
+    )
+    check.add_argument(
+        "source",
+        metavar="DATASET",
+        help="mnist, lines, a lines.npz file or its folder, or a folder of IDX files",
+    )
+    check.add_argument("--dir", type=Path, metavar="DIR", help="MNIST: folder of the IDX files")
+    check.add_argument("--split", choices=("study", "official"), default="study")
+    check.add_argument("--seed", type=int, default=0, help="fixes generated data and splits")
+    check.add_argument("--json", type=Path, metavar="FILE", help="also write the result here")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when test images copy training images or labels conflict",
+    )
+    check.set_defaults(handler=_data_check)
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from cnnlab.data import check_dataset, check_summary_lines, load_dataset, overlap_warning
+    from cnnlab.fileio import write_json
+
+    dataset = load_dataset(args.source, seed=args.seed, mnist_dir=args.dir, mnist_split=args.split)
+    result = check_dataset(dataset)
+    print(f"{dataset.name} ({args.source})")
+    print("\n".join(check_summary_lines(result)))
+    warning = overlap_warning(result)
+    if warning:
+        print(warning)
+    if args.json:
+        write_json(args.json, {"dataset": str(args.source), **result})
+        print(f"  written: {args.json}")
+    return 1 if args.strict and warning else 0
 
 
 def _data_mnist(args: argparse.Namespace) -> int:
@@ -318,15 +389,25 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate.add_argument("--split", choices=("test", "train"), default="test")
+    evaluate.add_argument(
+        "--dataset",
+        metavar="OTHER",
+        help="evaluate on another dataset with the same classes instead (a lines.npz or its "
+        "folder, e.g. a Lines variant; mnist; a folder of IDX files): writes "
+        "metrics-transfer-NAME.json, shown in the report beside the run's own test split",
+    )
+    evaluate.add_argument("--name", help="NAME for --dataset results (default: its folder name)")
     evaluate.set_defaults(handler=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from cnnlab.evaluate import evaluate_run, summary_lines
+    from cnnlab.evaluate import evaluate_run, result_files, summary_lines
 
-    metrics = evaluate_run(args.run_dir, split=args.split)
+    metrics = evaluate_run(args.run_dir, split=args.split, dataset=args.dataset, name=args.name)
     print("\n".join(summary_lines(metrics)))
-    print(f"  written: {args.run_dir / f'metrics-{args.split}.json'}")
+    transfer = metrics.get("transfer")
+    files = result_files(args.run_dir, args.split, transfer["name"] if transfer else None)
+    print(f"  written: {files[0]}")
     return 0
 
 
@@ -553,3 +634,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside training (training saves and raises CnnlabError)
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `cnnlab ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -49,6 +49,11 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         handle.write("\n")
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (anything else becomes its ``str``)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def sha256_bytes(data: bytes | memoryview) -> str:
     """Hex SHA-256 of a buffer."""
     return hashlib.sha256(data).hexdigest()

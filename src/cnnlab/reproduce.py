@@ -2,13 +2,14 @@
 
 Steps, each skipped when already done in ``out`` (so a killed reproduction continues):
 
-1. ``data``: the Lines dataset (seed 0, with its preview) in ``out/data/lines``; MNIST is read
-   from ``mnist_dir`` / ``$CNNLAB_MNIST_DIR`` or downloaded once into the cache.
+1. ``data``: the Lines dataset (seed 0, with its preview) in ``out/data/lines``, and the other
+   renderings of its classes (:data:`TRANSFER_VARIANTS`, seed 1) in ``out/data/lines-<variant>``;
+   MNIST is read from ``mnist_dir`` / ``$CNNLAB_MNIST_DIR`` or downloaded once into the cache.
 2. ``train <preset>`` for every model of the study (:data:`RUNS`) into ``out/runs/<preset>``;
    an interrupted training is resumed exactly, not restarted.
 3. ``evaluate`` and ``visualize`` each run (activations, filters, Grad-CAM; on Lines the
-   heatmaps are scored against the line masks). Steps 2-3 run ``jobs`` runs at a time, each
-   in a worker process of its own.
+   heatmaps are scored against the line masks); ``transfer`` evaluates each Lines run on the
+   other renderings. Steps 2-3 run ``jobs`` runs at a time, each in a worker process of its own.
 4. ``study <name>``: the variation studies (:data:`STUDIES`) into ``out/studies/<name>``.
 5. ``report``: ``out/report.html`` (front page: cnnlab beside the study's table) and
    ``out/summary.md``; always rebuilt.
@@ -54,6 +55,15 @@ QUICK: dict[str, tuple[str, ...]] = {
 }
 """Overrides of ``quick`` mode, by dataset."""
 
+TRANSFER_VARIANTS: tuple[str, ...] = ("centred", "sharp", "jpeg", "noisy")
+"""Lines renderings (``cnnlab.data.VARIANTS``) every Lines run is also tested on: drawn with
+another seed than the training data, so their lines sit at other places."""
+
+TRANSFER_SEED = 1
+
+TRANSFER_PER_CLASS = {False: 1000, True: 50}
+"""Images per class of each transfer rendering (full, quick)."""
+
 SCORE_IMAGES = {False: 512, True: 128}
 """Test images whose heatmaps are scored against the line masks (full, quick)."""
 
@@ -70,7 +80,7 @@ LONGEST_FIRST: tuple[str, ...] = (
 )
 """The runs by their measured wall time, longest first: the order in which workers take them."""
 
-PIPELINE_STEPS = ("train", "evaluate", "visualize")
+PIPELINE_STEPS = ("train", "evaluate", "transfer", "visualize")
 
 STATE_FILE = "reproduce.json"
 
@@ -85,6 +95,8 @@ class Pipeline:
     device: str | None
     quick: bool
     todo: tuple[str, ...]
+    transfers: tuple[tuple[str, str], ...] = ()
+    """(name, dataset folder) of each other rendering to evaluate on."""
 
 
 def reproduce(
@@ -131,8 +143,14 @@ def reproduce(
         log(f"[done] {name} ({steps[name]:.0f} s)")
 
     lines_file = out / "data" / "lines" / "lines.npz"
-    step("data", lambda: _prepare_data(out / "data" / "lines", mnist_dir))
+    step("data", lambda: _prepare_data(out / "data", mnist_dir, quick))
     run_dirs = [out / "runs" / preset for preset in RUNS]
+    transfers = tuple((v, str(out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
+
+    def todo(preset: str) -> tuple[str, ...]:
+        wanted = [s for s in PIPELINE_STEPS if s != "transfer" or "lines" in preset]
+        return tuple(s for s in wanted if f"{s} {preset}" not in steps)
+
     pending = [
         Pipeline(
             preset,
@@ -140,7 +158,8 @@ def reproduce(
             _run_overrides(preset, quick, overrides, lines_file, mnist_dir),
             device,
             quick,
-            tuple(s for s in PIPELINE_STEPS if f"{s} {preset}" not in steps),
+            todo(preset),
+            transfers if "lines" in preset else (),
         )
         for preset in sorted(RUNS, key=LONGEST_FIRST.index)
     ]
@@ -235,6 +254,7 @@ def _pipeline(pipeline: Pipeline, quiet: bool) -> dict[str, float]:
             pipeline.preset, run_dir, pipeline.overrides, pipeline.device, quiet
         ),
         "evaluate": lambda: _evaluate(run_dir),
+        "transfer": lambda: _transfer(run_dir, pipeline.transfers),
         "visualize": lambda: _visualize(run_dir, pipeline.quick),
     }
     seconds = {}
@@ -272,13 +292,18 @@ def _load_state(
     return state
 
 
-def _prepare_data(lines_dir: Path, mnist_dir: str | Path | None) -> None:
-    from cnnlab.data import LinesConfig, generate_lines, load_mnist, save_lines
+def _prepare_data(data_dir: Path, mnist_dir: str | Path | None, quick: bool) -> None:
+    from cnnlab.data import generate_lines, lines_config, load_mnist, save_lines
     from cnnlab.data.lines_files import save_preview
 
-    data = generate_lines(LinesConfig(seed=0))
-    save_lines(data, lines_dir)
-    save_preview(data, lines_dir / "preview.png")
+    data = generate_lines(lines_config(seed=0))
+    save_lines(data, data_dir / "lines")
+    save_preview(data, data_dir / "lines" / "preview.png")
+    for variant in TRANSFER_VARIANTS:
+        config = lines_config(variant, seed=TRANSFER_SEED, per_class=TRANSFER_PER_CLASS[quick])
+        other = generate_lines(config)
+        save_lines(other, data_dir / f"lines-{variant}")
+        save_preview(other, data_dir / f"lines-{variant}" / "preview.png")
     load_mnist(mnist_dir)  # reads the folder (or downloads) once, with every check
 
 
@@ -320,6 +345,13 @@ def _evaluate(run_dir: Path) -> None:
     from cnnlab.evaluate import evaluate_run
 
     evaluate_run(run_dir)
+
+
+def _transfer(run_dir: Path, transfers: tuple[tuple[str, str], ...]) -> None:
+    from cnnlab.evaluate import evaluate_run
+
+    for name, folder in transfers:
+        evaluate_run(run_dir, dataset=folder, name=name)
 
 
 def _visualize(run_dir: Path, quick: bool) -> None:

@@ -1,8 +1,16 @@
 """Datasets: the Lines generator, MNIST-style IDX folders, and the one in-memory dataset API."""
 
+from cnnlab.data.check import check_dataset, check_summary_lines, overlap_warning
 from cnnlab.data.dataset import ImageDataset, Split, normalize, stratified_split
 from cnnlab.data.idx import read_idx
-from cnnlab.data.lines import GENERATOR_VERSION, LinesConfig, LinesData, generate_lines
+from cnnlab.data.lines import (
+    GENERATOR_VERSION,
+    VARIANTS,
+    LinesConfig,
+    LinesData,
+    generate_lines,
+    lines_config,
+)
 from cnnlab.data.lines_files import load_lines, save_lines
 from cnnlab.data.mnist import MNIST_FILES, download_mnist, load_mnist
 from cnnlab.data.registry import DATASET_NAMES, load_dataset
@@ -11,16 +19,21 @@ __all__ = [
     "DATASET_NAMES",
     "GENERATOR_VERSION",
     "MNIST_FILES",
+    "VARIANTS",
     "ImageDataset",
     "LinesConfig",
     "LinesData",
     "Split",
+    "check_dataset",
+    "check_summary_lines",
     "download_mnist",
     "generate_lines",
+    "lines_config",
     "load_dataset",
     "load_lines",
     "load_mnist",
     "normalize",
+    "overlap_warning",
     "read_idx",
     "save_lines",
     "stratified_split",

@@ -154,6 +154,17 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.
     proportion to their size (largest remainder), so 600/400 of 1,000 per class and the
     42,000/28,000 split of MNIST's 70,000 come out exact.
     """
+    classes, n_test = _test_quota(labels, test_fraction)
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(labels.shape[0], dtype=bool)
+    for cls, k in zip(classes, n_test, strict=True):
+        members = np.flatnonzero(labels == cls)
+        is_test[rng.permutation(members)[:k]] = True
+    return is_test
+
+
+def _test_quota(labels: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The classes and how many test items each gets (largest remainder, exact in total)."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     classes, counts = np.unique(labels, return_counts=True)
@@ -161,13 +172,42 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.
     n_test = np.floor(quota).astype(np.int64)
     shortfall = round(labels.size * test_fraction) - int(n_test.sum())
     n_test[np.argsort(-(quota - n_test), kind="stable")[:shortfall]] += 1
+    return classes, n_test
 
-    rng = np.random.default_rng(seed)
-    is_test = np.zeros(labels.shape[0], dtype=bool)
-    for cls, k in zip(classes, n_test, strict=True):
-        members = np.flatnonzero(labels == cls)
-        is_test[rng.permutation(members)[:k]] = True
-    return is_test
+
+def grouped_stratified_split(
+    labels: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int
+) -> np.ndarray:
+    """Boolean mask of test items where every group lies wholly in one split.
+
+    ``groups`` marks items that must not be separated (identical images: see
+    :func:`cnnlab.data.identity.identity_groups`), so no test item equals a training item. Each
+    class gets :func:`stratified_split`'s quota, filled with whole groups in a seeded random
+    order; with groups of one item the quota is met exactly, with larger groups a class may fall
+    short by less than its smallest remaining group.
+    """
+    classes, n_test = _test_quota(labels, test_fraction)
+    quota = dict(zip(classes.tolist(), n_test.tolist(), strict=True))
+    unique, first, sizes = np.unique(groups, return_index=True, return_counts=True)
+    group_class = labels[first]
+    priority = np.random.default_rng(seed).random(unique.size)
+    order = np.lexsort((priority, group_class))  # by class, then in random order
+    cls, size = group_class[order], sizes[order]
+    starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+    running = np.cumsum(size)
+    offset = np.repeat(running[starts] - size[starts], np.diff(np.r_[starts, cls.size]))
+    limit = np.array([quota[c] for c in cls.tolist()], dtype=np.int64)
+    chosen = (running - offset) <= limit  # a prefix of each class's shuffled groups
+    take = np.zeros(unique.size, dtype=bool)
+    take[order[chosen]] = True
+    filled = np.bincount(np.searchsorted(classes, group_class[take]), sizes[take], classes.size)
+    for k in np.flatnonzero(filled < n_test):  # only classes left short: top up with what fits
+        room = int(n_test[k] - filled[k])
+        for g in order[(cls == classes[k]) & ~chosen]:
+            if sizes[g] <= room:
+                take[g] = True
+                room -= int(sizes[g])
+    return take[np.searchsorted(unique, groups)]
 
 
 def decode_factors(

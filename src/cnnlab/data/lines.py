@@ -1,9 +1,13 @@
 """The Lines dataset: one straight line on black, with its four factors and its pixel mask.
 
-Every image is a translate of one of a few stencils (one per length x width x angle and
-shift), so the whole dataset is rendered once per distinct stencil and then gathered: 96,000
-images take a fraction of a second. Rendering agrees pixel for pixel with Pillow's
-``ImageDraw.line`` (see :mod:`cnnlab.data.render`).
+Generator 2 (the default, ``position: anywhere``) puts each line's centre at a random sub-pixel
+point wherever the whole line fits in the frame, as the study's own generators placed lines
+across the frame, and shades its edges (``render: antialias``), so nearly every image is a
+distinct picture; the split keeps identical pictures together, so no test image equals a
+training image. ``position: centred`` keeps generator 1's layout: one Pillow stencil per class
+at 49 whole-pixel shifts about the centre, split at random, where every test image is a copy of
+a training image (kept to show what a memorised test split looks like). Everything is rendered
+in whole tensors: 96,000 images take well under a second (JPEG storage, an option, takes more).
 """
 
 from __future__ import annotations
@@ -16,12 +20,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.data.dataset import ImageDataset, Split, stratified_split
-from cnnlab.data.render import endpoints, render_lines
+from cnnlab.data.dataset import (
+    ImageDataset,
+    Split,
+    grouped_stratified_split,
+    stratified_split,
+)
+from cnnlab.data.degrade import add_noise, jpeg_roundtrip
+from cnnlab.data.identity import identity_groups
+from cnnlab.data.render import RENDERS, draw_strokes, endpoints, render_lines, segment_extent
 from cnnlab.errors import CnnlabError
 
-GENERATOR_VERSION = "1.0"
-"""Bumped whenever a change would alter the bytes generated for a given config and seed."""
+GENERATOR_VERSION = "2.0"
+"""Bumped whenever a change would alter the bytes generated for a given config and seed.
+2.0: ``position`` (``anywhere``, the new default, or ``centred``: 1.0's layout, same images),
+``render`` (replaces 1.0's ``antialias`` flag), ``jpeg_quality``; shifts stored as float32."""
+
+POSITIONS = ("anywhere", "centred")
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "centred": {"position": "centred", "render": "sharp"},
+    "sharp": {"render": "sharp"},
+    "jpeg": {"render": "sharp", "jpeg_quality": 95},
+    "noisy": {"noise": 20.0},
+}
+"""Named renderings of the same 96 classes, for ``cnnlab data lines --variant`` and transfer
+tests: ``centred`` is generator 1.0's memorised layout; ``sharp`` hard-edged lines (the pixels a
+nearest-neighbour rotation of a drawn line lights, as the study's generators rotated theirs);
+``jpeg`` those lines stored as JPEG at quality 95 (the study's storage); ``noisy`` the default
+with Gaussian noise of 20 grey levels."""
 
 FACTORS = ("length", "width", "angle", "color")
 
@@ -58,9 +86,13 @@ class LinesConfig:
     """Everything that defines a Lines dataset; the study's values are the defaults.
 
     Angles run from 0 up to (not including) 180 degrees in ``angle_step`` steps, counter-
-    clockwise from +x as seen on screen. ``max_shift`` moves each line's centre by a random
-    whole number of pixels in [-max_shift, max_shift] on each axis. ``noise`` is the standard
-    deviation of Gaussian pixel noise on the 0..255 scale (0: none).
+    clockwise from +x as seen on screen. ``position``: ``anywhere`` puts the line's centre at a
+    uniform random sub-pixel point wherever the whole line fits; ``centred`` moves it from the
+    image centre by a random whole number of pixels in [-max_shift, max_shift] on each axis
+    (generator 1.0). ``render``: ``antialias`` shades edge pixels by coverage, ``sharp`` lights
+    the pixels whose centre lies on the line (``centred``: Pillow's ``ImageDraw.line``).
+    ``noise`` is the standard deviation of Gaussian pixel noise on the 0..255 scale (0: none);
+    ``jpeg_quality`` (1..100, 0: none) stores each image as JPEG and reads it back.
     """
 
     image_size: int = 28
@@ -68,9 +100,11 @@ class LinesConfig:
     widths: tuple[int, ...] = (1, 3)
     angle_step: int = 15
     colors: tuple[str, ...] = ("red", "blue")
+    position: str = "anywhere"
+    render: str = "antialias"
     max_shift: int = 3
     noise: float = 0.0
-    antialias: bool = False
+    jpeg_quality: int = 0
     per_class: int = 1000
     test_fraction: float = 0.4
     seed: int = 0
@@ -128,8 +162,20 @@ class LinesConfig:
         rgb = [parse_color(c) for c in self.colors]
         need(len(set(rgb)) == len(rgb), f"colors: two colours are the same in {list(self.colors)}")
         need(all(c != (0, 0, 0) for c in rgb), "colors: black lines on black are invisible")
+        need(
+            self.position in POSITIONS,
+            f"position: expected one of {', '.join(POSITIONS)}, got {self.position!r}",
+        )
+        need(
+            self.render in RENDERS,
+            f"render: expected one of {', '.join(RENDERS)}, got {self.render!r}",
+        )
         need(self.max_shift >= 0, f"max_shift: expected >= 0 px, got {self.max_shift}")
         need(self.noise >= 0, f"noise: expected a standard deviation >= 0, got {self.noise}")
+        need(
+            isinstance(self.jpeg_quality, int | np.integer) and 0 <= self.jpeg_quality <= 100,
+            f"jpeg_quality: expected a whole number in 1..100 (0: none), got {self.jpeg_quality}",
+        )
         need(self.per_class >= 2, f"per_class: expected at least 2 images, got {self.per_class}")
         need(
             0 < self.test_fraction < 1,
@@ -141,15 +187,26 @@ class LinesConfig:
             f"test_fraction: {self.test_fraction} of {self.per_class} images per class leaves "
             "some class without train or test images",
         )
-        # The line's extent from the image centre, worst case over angles, plus the shift.
-        reach = (max(self.lengths) - 1) / 2 + (max(self.widths) - 1 + 1) // 2 + self.max_shift
-        smallest = int(2 * reach + 2)
-        need(
-            smallest <= self.image_size,
-            f"lengths/widths/max_shift: lines of length {max(self.lengths)} px and width "
-            f"{max(self.widths)} px shifted by up to {self.max_shift} px need an image of at "
-            f"least {smallest} px, but image_size is {self.image_size}",
-        )
+        if self.position == "centred":
+            # The line's extent from the image centre, worst case over angles, plus the shift.
+            reach = (max(self.lengths) - 1) / 2 + (max(self.widths) - 1 + 1) // 2 + self.max_shift
+            smallest = int(2 * reach + 2)
+            need(
+                smallest <= self.image_size,
+                f"lengths/widths/max_shift: lines of length {max(self.lengths)} px and width "
+                f"{max(self.widths)} px shifted by up to {self.max_shift} px need an image of at "
+                f"least {smallest} px, but image_size is {self.image_size}",
+            )
+        else:
+            shapes = np.array(list(itertools.product(self.lengths, self.widths, self.angles)))
+            hx, hy = segment_extent(*shapes.T)
+            smallest = math.ceil(2 * max(hx.max(), hy.max()) - 1e-9)
+            need(
+                smallest <= self.image_size,
+                f"lengths/widths: lines of length {max(self.lengths)} px and width "
+                f"{max(self.widths)} px at these angles need an image of at least {smallest} px, "
+                f"but image_size is {self.image_size}",
+            )
 
     def class_index(
         self, length_i: np.ndarray, width_i: np.ndarray, angle_i: np.ndarray, color_i: np.ndarray
@@ -187,8 +244,9 @@ class LinesData:
     """A generated Lines dataset as NumPy arrays, in the layout of ``lines.npz``.
 
     ``images`` (N, S, S, 3) uint8; ``label`` (N,) class index; ``length``, ``width`` (px),
-    ``angle`` (degrees), ``color`` (colour index); ``shift_x``, ``shift_y`` (px, the centre's
-    offset); ``mask`` (N, S, S) bool, the line's pixels; ``split`` (N,) ``"train"`` or ``"test"``.
+    ``angle`` (degrees), ``color`` (colour index); ``shift_x``, ``shift_y`` (float32 px, the line
+    centre's offset from the image centre); ``mask`` (N, S, S) bool, the ideal line's pixels;
+    ``split`` (N,) ``"train"`` or ``"test"``.
     """
 
     config: LinesConfig
@@ -227,17 +285,102 @@ class LinesData:
         )
 
 
+def lines_config(variant: str = "default", **options: Any) -> LinesConfig:
+    """The config of a named :data:`VARIANTS` rendering, with ``options`` on top."""
+    if variant not in VARIANTS:
+        raise CnnlabError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    return LinesConfig(**{**VARIANTS[variant], **options})
+
+
 def generate_lines(config: LinesConfig | None = None) -> LinesData:
-    """Generate the Lines dataset for ``config`` (the study's dataset by default)."""
+    """Generate the Lines dataset for ``config`` (the study's classes, generator 2 by default)."""
     config = config or LinesConfig()
     rng = np.random.default_rng(config.seed)
-    n_classes, per_class, size = config.num_classes, config.per_class, config.image_size
-
-    label = np.repeat(np.arange(n_classes), per_class)
+    label = np.repeat(np.arange(config.num_classes), config.per_class)
     idx = config.factor_indices(label)
-    shift = rng.integers(-config.max_shift, config.max_shift + 1, size=(label.size, 2))
+    levels = config.levels
+    length = np.asarray(levels["length"], dtype=np.int64)[idx["length"]]
+    width = np.asarray(levels["width"], dtype=np.int64)[idx["width"]]
+    angle = np.asarray(levels["angle"], dtype=np.int64)[idx["angle"]]
+    place = _place_centred if config.position == "centred" else _place_anywhere
+    images, mask, shift = place(config, rng, idx, length, width, angle)
+    if config.noise > 0:
+        images = add_noise(images, config.noise, rng)
+    if config.jpeg_quality:
+        images = jpeg_roundtrip(images, config.jpeg_quality)
+    if config.position == "centred":
+        is_test = stratified_split(label, config.test_fraction, config.seed)
+    else:  # identical pictures stay together: no test image equals a training image
+        groups = identity_groups(images)
+        is_test = grouped_stratified_split(label, groups, config.test_fraction, config.seed)
+    arrays = {
+        "images": images,
+        "label": label.astype(np.int64),
+        "length": length,
+        "width": width,
+        "angle": angle,
+        "color": idx["color"].astype(np.int64),
+        "shift_x": shift[:, 0].astype(np.float32),
+        "shift_y": shift[:, 1].astype(np.float32),
+        "mask": mask,
+        "split": np.where(is_test, "test", "train"),
+    }
+    return LinesData(config, arrays)
 
-    # One stencil per (length, width, angle) and shift; every image is one of them.
+
+Placement = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(images (N, S, S, 3) uint8, masks (N, S, S) bool, centre offsets (N, 2) px)."""
+
+
+def _place_anywhere(
+    config: LinesConfig,
+    rng: np.random.Generator,
+    idx: dict[str, np.ndarray],
+    length: np.ndarray,
+    width: np.ndarray,
+    angle: np.ndarray,
+) -> Placement:
+    """Each line centred at a uniform sub-pixel point wherever the whole line fits."""
+    size = config.image_size
+    hx, hy = segment_extent(length, width, angle)
+    u = rng.random((length.size, 2))
+    # Pixel centres are 0..S-1, so the frame runs from -0.5 to S - 0.5.
+    cx = hx - 0.5 + u[:, 0] * (size - 2 * hx)
+    cy = hy - 0.5 + u[:, 1] * (size - 2 * hy)
+    strokes = draw_strokes(cx, cy, angle, length, width, size, config.render)
+    images = strokes.paste(_colourise(strokes.intensity, idx["color"], config.rgb))
+    centre = (size - 1) / 2
+    return images, strokes.paste(strokes.mask), np.stack([cx - centre, cy - centre], axis=1)
+
+
+def _colourise(intensity: np.ndarray, color: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(N, H, W) intensities 0..255, (N,) colour indices into ``palette`` (C, 3) -> (N, H, W, 3)
+    uint8 pictures: a channel at 255 is the intensity itself, any other through a lookup."""
+    out = np.zeros((*intensity.shape, 3), dtype=np.uint8)
+    for c, rgb in enumerate(palette.astype(np.int64)):
+        members = np.flatnonzero(color == c)
+        part = intensity[members]
+        for channel, value in enumerate(rgb):
+            if value == 255:
+                out[members, ..., channel] = part
+            elif value:
+                table = ((np.arange(256) * value + 127) // 255).astype(np.uint8)
+                out[members, ..., channel] = table[part]
+    return out
+
+
+def _place_centred(
+    config: LinesConfig,
+    rng: np.random.Generator,
+    idx: dict[str, np.ndarray],
+    length: np.ndarray,
+    width: np.ndarray,
+    angle: np.ndarray,
+) -> Placement:
+    """Generator 1.0: one stencil per (length, width, angle) at whole-pixel shifts about the
+    centre; every image is one of a few thousand pictures, gathered."""
+    size = config.image_size
+    shift = rng.integers(-config.max_shift, config.max_shift + 1, size=(length.size, 2))
     n_shift = 2 * config.max_shift + 1
     shape_id = (idx["length"] * len(config.widths) + idx["width"]) * len(config.angles) + idx[
         "angle"
@@ -245,10 +388,9 @@ def generate_lines(config: LinesConfig | None = None) -> LinesData:
     shift_id = (shift[:, 0] + config.max_shift) * n_shift + (shift[:, 1] + config.max_shift)
     stencil_id = shape_id * n_shift * n_shift + shift_id
     stencils = _render_stencils(config)  # (n_shapes * n_shift^2, S, S)
-
     # Colour every stencil once; images are then one gather of whole pictures.
     rgb = config.rgb[None, :, None, None, :]  # (1, C, 1, 1, 3)
-    if config.antialias:
+    if config.render == "antialias":
         pictures = np.rint(stencils[:, None, :, :, None] * rgb).astype(np.uint8)
         stencil_masks = stencils >= 0.5
     else:
@@ -256,25 +398,7 @@ def generate_lines(config: LinesConfig | None = None) -> LinesData:
         stencil_masks = stencils
     pictures = pictures.reshape(-1, size, size, 3)
     images = pictures[stencil_id * len(config.colors) + idx["color"]]
-    mask = stencil_masks[stencil_id]
-    if config.noise > 0:
-        images = _add_noise(images, config.noise, rng)
-
-    is_test = stratified_split(label, config.test_fraction, config.seed)
-    levels = config.levels
-    arrays = {
-        "images": images,
-        "label": label.astype(np.int64),
-        "length": np.asarray(levels["length"], dtype=np.int64)[idx["length"]],
-        "width": np.asarray(levels["width"], dtype=np.int64)[idx["width"]],
-        "angle": np.asarray(levels["angle"], dtype=np.int64)[idx["angle"]],
-        "color": idx["color"].astype(np.int64),
-        "shift_x": shift[:, 0].astype(np.int64),
-        "shift_y": shift[:, 1].astype(np.int64),
-        "mask": mask,
-        "split": np.where(is_test, "test", "train"),
-    }
-    return LinesData(config, arrays)
+    return images, stencil_masks[stencil_id], shift
 
 
 def _render_stencils(config: LinesConfig) -> np.ndarray:
@@ -286,18 +410,11 @@ def _render_stencils(config: LinesConfig) -> np.ndarray:
     length, width, angle, dx, dy = grid.T
     x0, y0, x1, y1 = endpoints(length, angle, config.image_size)
     return render_lines(
-        x0 + dx, y0 + dy, x1 + dx, y1 + dy, width, config.image_size, antialias=config.antialias
+        x0 + dx,
+        y0 + dy,
+        x1 + dx,
+        y1 + dy,
+        width,
+        config.image_size,
+        antialias=config.render == "antialias",
     )
-
-
-def _add_noise(images: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian pixel noise of standard deviation ``std``, rounded and clipped to 0..255.
-
-    Drawn with torch's generator (seeded from ``rng``) in chunks: fast, and memory stays small.
-    """
-    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    out = torch.from_numpy(images)
-    for chunk in out.split(8192):
-        noisy = torch.randn(chunk.shape, generator=generator).mul_(std).add_(chunk)
-        chunk.copy_(noisy.round_().clamp_(0, 255))
-    return images

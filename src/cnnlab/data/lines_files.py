@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.data.identity import identity_groups
 from cnnlab.data.lines import FACTORS, GENERATOR_VERSION, LinesConfig, LinesData
 from cnnlab.data.npzio import array_digest, read_npz, write_npz
 from cnnlab.data.preview import class_grid, write_png_tree
@@ -67,7 +68,21 @@ def dataset_card(data: LinesData) -> dict[str, Any]:
         "class_names": list(config.class_names()),
         "counts": {"total": len(data), **counts},
         "per_class": {part: int(counts[part] / config.num_classes) for part in ("train", "test")},
+        "distinct": distinct_pictures(data),
         "arrays": {name: array_digest(a[name]) for name in ARRAYS},
+    }
+
+
+def distinct_pictures(data: LinesData) -> dict[str, int]:
+    """How many different pictures each split holds, and how many test images equal a
+    training image (0 by construction for ``position: anywhere``)."""
+    ids = identity_groups(data.arrays["images"])
+    test = data.arrays["split"] == "test"
+    return {
+        "train": int(np.unique(ids[~test]).size),
+        "test": int(np.unique(ids[test]).size),
+        "all": int(np.unique(ids).size),
+        "test_in_train": int(np.isin(ids[test], ids[~test]).sum()),
     }
 
 
@@ -114,7 +129,7 @@ def load_lines(path: str | Path) -> LinesData:
     arrays = read_npz(path, (*ARRAYS, "meta"))
     try:
         meta = json.loads(arrays.pop("meta").item())
-        config = LinesConfig(**{k: _as_field(v) for k, v in meta["config"].items()})
+        config = LinesConfig(**_current_fields(meta["config"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise CnnlabError(f"{path}: unreadable generator settings in 'meta' ({exc})") from None
     n = arrays["label"].shape[0]
@@ -135,8 +150,14 @@ def load_lines(path: str | Path) -> LinesData:
     return LinesData(config, arrays)
 
 
-def _as_field(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def _current_fields(saved: dict[str, Any]) -> dict[str, Any]:
+    """Config fields as LinesConfig takes them, from any generator version's ``meta``:
+    1.0 files (an ``antialias`` flag, no ``position``) had generator 2's ``centred`` layout."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    if "antialias" in fields:
+        fields["render"] = "antialias" if fields.pop("antialias") else "sharp"
+        fields.setdefault("position", "centred")
+    return fields
 
 
 def _level_index(levels: tuple[Any, ...], values: np.ndarray, name: str, path: Path) -> np.ndarray:

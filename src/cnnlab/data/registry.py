@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data.dataset import ImageDataset
-from cnnlab.data.lines import LinesConfig, generate_lines
+from cnnlab.data.lines import generate_lines, lines_config
 from cnnlab.data.lines_files import load_lines
 from cnnlab.data.mnist import load_mnist
 from cnnlab.errors import CnnlabError
@@ -26,7 +26,8 @@ def load_dataset(
 
     - ``"mnist"``: MNIST from ``mnist_dir`` (or ``$CNNLAB_MNIST_DIR``, or a verified download),
       split ``mnist_split`` (``"study"``: 60/40 stratified, or ``"official"``);
-    - ``"lines"``: the Lines dataset generated in memory with ``seed`` and ``lines`` options;
+    - ``"lines"``: the Lines dataset generated in memory with ``seed`` and ``lines`` options
+      (LinesConfig fields, and ``variant``: a name from ``cnnlab.data.VARIANTS``);
     - a ``lines.npz`` file or a folder holding one: a saved Lines dataset;
     - any other folder: IDX files in MNIST's layout (Fashion-MNIST, KMNIST ...).
     """
@@ -34,7 +35,7 @@ def load_dataset(
     if text == "mnist":
         return load_mnist(mnist_dir, split=mnist_split, seed=seed)
     if text == "lines":
-        return generate_lines(LinesConfig(**{"seed": seed, **(lines or {})})).to_dataset()
+        return generate_lines(lines_config(**{"seed": seed, **(lines or {})})).to_dataset()
     path = Path(source)
     if path.suffix == ".npz" or (path.is_dir() and (path / "lines.npz").is_file()):
         return load_lines(path).to_dataset({"source": str(path)})

@@ -1,91 +1,267 @@
-"""``evaluate``: predictions of a run on a split, every metric from them, ``metrics.json``."""
+"""``evaluate``: predictions of a run on a split, every metric from them, ``metrics.json``.
+
+A run is evaluated on its own data, or ("transfer") on another dataset with the same classes,
+always with the run's own preprocessing.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from cnnlab.data.dataset import ImageDataset, Split
+from cnnlab.data.identity import identity_groups
 from cnnlab.data.npzio import write_npz
+from cnnlab.data.registry import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.factors import factor_analysis
 from cnnlab.evaluate.heads import multihead_metrics
 from cnnlab.evaluate.metrics import classification_metrics
-from cnnlab.fileio import write_json
+from cnnlab.fileio import jsonable, write_json
 from cnnlab.models.inference import batched_outputs
 from cnnlab.training.objectives import MultiHead
 from cnnlab.training.optim import build_loss
-from cnnlab.training.run import load_run, prepare_dataset
+from cnnlab.training.run import Run, load_run, prepare_dataset
 
 
 def evaluate_run(
-    run_dir: str | Path, split: str = "test", batch_size: int = 256, write: bool = True
+    run_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 256,
+    write: bool = True,
+    dataset: str | Path | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a finished run on ``split`` and (by default) write ``metrics-<split>.json``
-    and ``predictions-<split>.npz`` into the run folder; returns the metrics."""
+    """Evaluate a finished run on ``split`` of its own data and (by default) write
+    ``metrics-<split>.json`` and ``predictions-<split>.npz`` into the run folder.
+
+    With ``dataset`` (a source :func:`~cnnlab.data.registry.load_dataset` accepts, with the
+    same class names as the run), evaluate on that dataset's ``split`` instead, under ``name``
+    (default: :func:`transfer_name` of the source); see :func:`result_files` for the files.
+    Returns the metrics.
+    """
     if split not in ("test", "train"):
         raise CnnlabError(f"--split must be test or train, got {split!r}")
+    if dataset is None and name is not None:
+        raise CnnlabError("--name names an evaluation on other data: give --dataset too")
     run = load_run(run_dir)
-    dataset = prepare_dataset(run.config)
-    part = getattr(dataset, split)
+    if dataset is None:
+        data = prepare_dataset(run.config)
+        part, transfer = getattr(data, split), None
+    else:
+        name = transfer_name(dataset) if name is None else _slug(name)
+        if not name:
+            raise CnnlabError("--name: give a name with at least one letter or digit")
+        data = load_transfer_dataset(run, dataset)
+        part = getattr(data, split)
+        if not len(part):
+            raise CnnlabError(f"dataset {dataset}: its {split} split has no images")
+        transfer = {
+            "name": name,
+            "source": str(dataset),
+            "split": split,
+            "provenance": jsonable(data.provenance),
+            "training_copies": training_copies(run, part.images),
+        }
+    scores, arrays = measure(run, data, part, batch_size)
+    metrics = {
+        "run": str(run_dir),
+        "split": split,
+        "dataset": data.name,
+        "class_names": list(data.class_names),
+        **({"transfer": transfer} if transfer else {}),
+        **scores,
+    }
+    if write:
+        metrics_path, predictions_path = result_files(run_dir, split, name)
+        write_json(metrics_path, metrics)
+        write_npz(predictions_path, {"label": part.labels.numpy(), **arrays})
+    return metrics
+
+
+def measure(
+    run: Run, data: ImageDataset, part: Split, batch_size: int = 256
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The metrics of ``run`` on ``part`` (a split of ``data``): loss, scores, speed; and the
+    prediction arrays (``predicted``, and ``probability`` or each head's ``predicted_<head>``)."""
     start = time.perf_counter()
     outputs = batched_outputs(run.model, part.images, run.preprocess, batch_size)
     seconds = time.perf_counter() - start
-    labels = part.labels
-    common = {
-        "run": str(run_dir),
-        "split": split,
-        "dataset": dataset.name,
-        "class_names": list(dataset.class_names),
-    }
-    speed = {"seconds": seconds, "images_per_second": len(part) / seconds if seconds else None}
     if isinstance(outputs, dict):
-        objective = MultiHead(dict(run.model.heads), run.config.train.head_weights)
-        losses = {
-            name: float(objective.head_loss(name, outputs[name], part.factors[name]))
-            for name in outputs
-        }
-        scores, arrays = multihead_metrics(
-            outputs,
-            part.factors,
-            labels.numpy(),
-            dataset.factor_levels,
-            dataset.class_names,
-            losses,
-        )
-        total = sum(objective.weights[n] * v for n, v in losses.items())
-        metrics: dict[str, Any] = {**common, "loss": total, **scores, **speed}
+        scores, arrays = _multihead_scores(run, data, part, outputs)
     else:
-        loss = float(build_loss(run.config.train, dataset.num_classes)(outputs, labels))
-        probabilities = outputs.softmax(dim=1)
-        predicted = probabilities.argmax(dim=1).numpy()
-        metrics = {
-            **common,
-            "loss": loss,
-            **classification_metrics(labels.numpy(), predicted, dataset.num_classes),
-            **speed,
-        }
-        if dataset.factor_levels:
-            metrics["factor_analysis"] = factor_analysis(
-                labels.numpy(), predicted, dataset.factor_levels, dataset.class_names
+        scores, arrays = _single_scores(run, data, part, outputs)
+    speed = {"seconds": seconds, "images_per_second": len(part) / seconds if seconds else None}
+    return {**scores, **speed}, arrays
+
+
+def _multihead_scores(
+    run: Run, data: ImageDataset, part: Split, outputs: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    objective = MultiHead(dict(run.model.heads), run.config.train.head_weights)
+    losses = {
+        name: float(objective.head_loss(name, outputs[name], part.factors[name]))
+        for name in outputs
+    }
+    scores, arrays = multihead_metrics(
+        outputs, part.factors, part.labels.numpy(), data.factor_levels, data.class_names, losses
+    )
+    total = sum(objective.weights[n] * v for n, v in losses.items())
+    return {"loss": total, **scores}, arrays
+
+
+def _single_scores(
+    run: Run, data: ImageDataset, part: Split, outputs: torch.Tensor
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    labels = part.labels.numpy()
+    loss = float(build_loss(run.config.train, data.num_classes)(outputs, part.labels))
+    probabilities = outputs.softmax(dim=1)
+    predicted = probabilities.argmax(dim=1).numpy()
+    scores = {"loss": loss, **classification_metrics(labels, predicted, data.num_classes)}
+    if data.factor_levels:
+        scores["factor_analysis"] = factor_analysis(
+            labels, predicted, data.factor_levels, data.class_names
+        )
+    arrays = {"predicted": predicted, "probability": probabilities.to(torch.float32).numpy()}
+    return scores, arrays
+
+
+# -- transfer: another dataset with the run's classes --------------------------------------------
+
+
+def result_files(
+    run_dir: str | Path, split: str = "test", transfer: str | None = None
+) -> tuple[Path, Path]:
+    """Where an evaluation's metrics and predictions go in ``run_dir``: ``metrics-<split>.json``
+    and ``predictions-<split>.npz``; on other data named ``transfer``,
+    ``metrics-transfer-<transfer>.json`` and ``predictions-transfer-<transfer>.npz`` (with
+    ``.<split>`` before the suffix for a split other than test)."""
+    if transfer is None:
+        tag = split
+    else:
+        tag = f"transfer-{transfer}" + ("" if split == "test" else f".{split}")
+    folder = Path(run_dir)
+    return folder / f"metrics-{tag}.json", folder / f"predictions-{tag}.npz"
+
+
+def transfer_name(source: str | Path) -> str:
+    """The default name of an evaluation on ``source``: a slug of its folder or file stem
+    (the folder's name for a ``lines.npz``)."""
+    path = Path(source).expanduser().resolve()
+    if path.name == "lines.npz":
+        path = path.parent
+    return _slug(path.stem if path.suffix == ".npz" else path.name) or "data"
+
+
+def load_transfer_dataset(run: Run, source: str | Path) -> ImageDataset:
+    """``source`` loaded with the run's seed (and its MNIST settings), checked against the run:
+    same class names in the same order, the factors its heads need, the same image shape."""
+    d = run.config.data
+    mnist_dir = d.mnist_dir if str(source) == "mnist" else None
+    data = load_dataset(
+        source, seed=run.config.seed, mnist_dir=mnist_dir, mnist_split=d.mnist_split
+    )
+    problem = _class_mismatch(data.class_names, run.class_names) or _shape_mismatch(data, run)
+    if problem is None and isinstance(getattr(run.model, "heads", None), dict):
+        problem = _factor_mismatch(data, run)
+    if problem is not None:
+        raise CnnlabError(f"dataset {source}: {problem}")
+    return data
+
+
+def training_copies(run: Run, images: torch.Tensor) -> dict[str, Any]:
+    """How many of ``images`` are pixel for pixel one of the run's training images."""
+    try:
+        train = prepare_dataset(run.config).train.images
+    except CnnlabError as exc:
+        return {"checked": False, "reason": f"the run's training data did not load: {exc}"}
+    ids = identity_groups(train, images)
+    copies = int(np.isin(ids[len(train) :], ids[: len(train)]).sum())
+    return {"checked": True, "images": len(images), "copies": copies, "train_images": len(train)}
+
+
+def _class_mismatch(names: tuple[str, ...], run_names: tuple[str, ...]) -> str | None:
+    if tuple(names) == tuple(run_names):
+        return None
+    if len(names) == len(run_names) and set(names) == set(run_names):
+        return (
+            f"the same {len(names)} classes as the run, but in another order "
+            f"({_describe_classes(names)} against {_describe_classes(run_names)})"
+        )
+    if len(names) == len(run_names):
+        i = next(i for i, (a, b) in enumerate(zip(names, run_names, strict=True)) if a != b)
+        return (
+            f"{len(names)} classes, but class {i} is {names[i]!r} there and {run_names[i]!r} "
+            "in the run (the class names must be the run's, in the same order)"
+        )
+    return (
+        f"{len(names)} classes {_describe_classes(names)}, but the run was trained on "
+        f"{len(run_names)} classes {_describe_classes(run_names)}"
+    )
+
+
+def _describe_classes(names: tuple[str, ...]) -> str:
+    """``0..9``, ``a, b, c`` or ``first, second ... last``."""
+    if len(names) <= 3:
+        return ", ".join(names)
+    if all(n.isdigit() for n in names) and [int(n) for n in names] == list(
+        range(int(names[0]), int(names[0]) + len(names))
+    ):
+        return f"{names[0]}..{names[-1]}"
+    return f"{names[0]}, {names[1]} ... {names[-1]}"
+
+
+def _shape_mismatch(data: ImageDataset, run: Run) -> str | None:
+    pre = run.preprocess
+    want = (pre.channels, *pre.image_size)
+    have = tuple(int(v) for v in data.test.images.shape[1:])
+    if have == want:
+        return None
+    return f"images are {_shape(have)}, but the run was trained on {_shape(want)} images"
+
+
+def _shape(chw: tuple[int, ...]) -> str:
+    channels, height, width = chw
+    return f"{height}x{width} with {channels} channel{'s' if channels != 1 else ''}"
+
+
+def _factor_mismatch(data: ImageDataset, run: Run) -> str | None:
+    for head in run.model.heads:
+        if head not in data.factor_levels or head not in data.test.factors:
+            have = ", ".join(data.factor_levels) or "none"
+            return f"no factor {head!r}, which the run's head {head!r} needs (it has: {have})"
+        levels = [str(v) for v in data.factor_levels[head]]
+        wanted = [str(v) for v in run.factor_levels.get(head, levels)]
+        if levels != wanted:
+            return (
+                f"factor {head!r} has levels {', '.join(levels)}, but the run's head {head!r} "
+                f"was trained on {', '.join(wanted)}"
             )
-        arrays = {"predicted": predicted, "probability": probabilities.to(torch.float32).numpy()}
-    if write:
-        folder = Path(run_dir)
-        write_json(folder / f"metrics-{split}.json", metrics)
-        write_npz(folder / f"predictions-{split}.npz", {"label": labels.numpy(), **arrays})
-    return metrics
+    return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
+    transfer = metrics.get("transfer")
+    where = f"{metrics['dataset']} {metrics['split']}"
+    if transfer:
+        where = f"{transfer['name']} ({transfer['source']}, {metrics['split']} split)"
     lines = [
-        f"{metrics['dataset']} {metrics['split']}: accuracy {metrics['accuracy']:.4f}, "
+        f"{where}: accuracy {metrics['accuracy']:.4f}, "
         f"loss {metrics['loss']:.4f}, macro F1 {metrics['macro']['f1']:.4f} "
         f"({metrics['n']} images, {metrics['images_per_second'] or 0:,.0f} images/s)"
     ]
+    if transfer:
+        lines.append(f"  {copies_text(transfer.get('training_copies') or {})}")
     for name, head in metrics.get("heads", {}).items():
         lines.append(
             f"  head {name}: accuracy {head['accuracy']:.4f}, loss {head['loss']:.4f}, "
@@ -105,4 +281,26 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["evaluate_run", "summary_lines"]
+def copies_text(copies: dict[str, Any]) -> str:
+    """``none of the 384 images is a copy of a training image`` (or how many are)."""
+    if not copies.get("checked"):
+        return f"not checked for copies of training images ({copies.get('reason', 'unknown')})"
+    n, k = int(copies["images"]), int(copies["copies"])
+    if k == 0:
+        return f"none of the {n:,} images is a copy of a training image"
+    return (
+        f"{k:,} of {n:,} images ({100 * k / n:.1f}%) are copies of training images: "
+        "accuracy on them measures memory, not transfer"
+    )
+
+
+__all__ = [
+    "copies_text",
+    "evaluate_run",
+    "load_transfer_dataset",
+    "measure",
+    "result_files",
+    "summary_lines",
+    "training_copies",
+    "transfer_name",
+]

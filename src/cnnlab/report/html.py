@@ -29,6 +29,7 @@ from cnnlab.report.summary import (
     COMPARISON_COLUMNS,
     FACTOR_SUFFIX,
     TEXT_COLUMNS,
+    TRANSFER_TITLE,
     compact_json,
     comparison_columns,
     comparison_row,
@@ -41,6 +42,7 @@ from cnnlab.report.summary import (
     integer,
     mixed_test_sets_note,
     percent,
+    transfer_table,
 )
 
 OPEN_CLASS_TABLE_UP_TO = 12
@@ -265,6 +267,7 @@ def _run_section(index: int, record: RunRecord, fig_dir: Path, svg: bool) -> str
         _curves(record, fig_dir, stem, svg),
         "<h3>Test metrics</h3>",
         _metrics(record),
+        _transfers(record),
     ]
     if record.heads:
         parts += ["<h3>Heads</h3>", _heads(record, fig_dir, stem, svg)]
@@ -354,6 +357,11 @@ def _metrics(record: RunRecord) -> str:
         numeric=range(1, 4),
     )
     text = f"<div class='columns'><div>{overall}</div><div>{averages}</div></div>"
+    check = record.data_check_line
+    if check and record.test_overlap:
+        text += f"<p class='overlap'><strong>{esc(check[0].upper() + check[1:])}.</strong></p>"
+    elif check:
+        text += f"<p class='note'>Data check: {esc(check)}.</p>"
     facts = holdout_facts(record)
     if facts:
         text += (
@@ -363,6 +371,26 @@ def _metrics(record: RunRecord) -> str:
             "decoded-class and per-factor accuracy (above) beside them.</p>"
         )
     return text
+
+
+def _transfers(record: RunRecord) -> str:
+    """The "Tested on other data" table: the own test split, then each other dataset."""
+    table = transfer_table(record)
+    if table is None:
+        return ""
+    headers, rows = table
+    cells = [[Raw(f"<th>{esc(row[0])}</th>"), *row[1:]] for row in rows]
+    sources = "; ".join(f"{r['name']}: {r['source']}" for r in record.transfer_results)
+    note = (
+        "The run's model with its own normalisation, on another dataset with the same classes "
+        f"(<code>cnnlab evaluate --dataset</code>; {esc(sources)}). Copies: images equal pixel "
+        "for pixel to one of the run's training images; accuracy on them measures memory."
+    )
+    return (
+        f"<h4>{esc(TRANSFER_TITLE)}</h4>"
+        + _table(headers, cells, numeric=range(1, len(headers)))
+        + f"<p class='note'>{note}</p>"
+    )
 
 
 def _per_class(record: RunRecord, fig_dir: Path, stem: str) -> str:
@@ -727,6 +755,8 @@ table.comparison td.num { white-space: nowrap; }
 .heads { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
 .heads h4 { margin: 8px 0 2px; }
 .warn { color: #b00020; }
+.overlap { border: 2px solid #b00020; background: #fdecee; padding: 6px 16px;
+  border-radius: 4px; }
 figcaption { font-size: 14px; font-weight: 600; text-align: center; }
 figure.input figcaption { font-size: 11px; line-height: 1.3; font-weight: normal;
   color: var(--muted); }

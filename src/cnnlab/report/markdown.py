@@ -9,10 +9,12 @@ from cnnlab.report.inside import inside_line
 from cnnlab.report.records import RunRecord
 from cnnlab.report.summary import (
     TEXT_COLUMNS,
+    TRANSFER_TITLE,
     comparison_columns,
     comparison_row,
     headline,
     mixed_test_sets_note,
+    transfer_table,
 )
 
 
@@ -44,4 +46,21 @@ def markdown_summary(records: Sequence[RunRecord]) -> str:
         inside = inside_line(record.path)
         if inside:
             lines.append(f"- {cell(inside)}")
+        lines += transfer_markdown(record)
     return "\n".join(lines) + "\n"
+
+
+def transfer_markdown(record: RunRecord) -> list[str]:
+    """The "Tested on other data" table of one run (no lines when it has none)."""
+    table = transfer_table(record)
+    if table is None:
+        return []
+    headers, rows = table
+    return [
+        "",
+        f"{TRANSFER_TITLE}:",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * (len(headers) - 1),
+        *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows),
+    ]

@@ -1,7 +1,8 @@
 """A run folder read for a report: its config text, provenance, history and test metrics.
 
 Reading checks that the folder is a finished run and evaluates it on the test split when it has
-no ``metrics-test.json`` yet (or when that file is older than the model).
+no ``metrics-test.json`` yet (or when that file is older than the model). Evaluations on other
+data (``metrics-transfer-*.json``, from ``cnnlab evaluate --dataset``) are read as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class RunRecord:
     info: dict[str, Any]
     history: list[dict[str, float]]
     metrics: dict[str, Any]
+    transfers: tuple[dict[str, Any], ...] = ()
+    """The metrics of each evaluation on other data, in file-name order."""
 
     @property
     def class_names(self) -> list[str]:
@@ -78,6 +81,73 @@ class RunRecord:
         holdout = provenance.get("holdout")
         return holdout if isinstance(holdout, dict) and holdout.get("classes") else None
 
+    @property
+    def data_check(self) -> dict[str, Any] | None:
+        """``run.json``'s ``data_check`` (duplicate and overlap counts), if training wrote one."""
+        check = self.info.get("data_check")
+        return check if isinstance(check, dict) else None
+
+    @property
+    def test_overlap(self) -> bool:
+        """Whether the data check found test images equal to training images."""
+        return bool((self.data_check or {}).get("overlap"))
+
+    @property
+    def test_copies(self) -> tuple[int, int] | None:
+        """(test images equal to a training image, test images) from the data check."""
+        check = self.data_check
+        if check is None:
+            return None
+        total = (check.get("images") or {}).get("test")
+        copies = (check.get("duplicates") or {}).get("test_in_train", 0)
+        if not isinstance(total, int) or not isinstance(copies, int):
+            return None
+        return copies, total
+
+    @property
+    def data_check_line(self) -> str | None:
+        """One sentence on the test split's copies of training images (None without a check)."""
+        counts = self.test_copies
+        if counts is None:
+            return None
+        copies, total = counts
+        if not self.test_overlap:
+            return f"test split: {total:,} images, none equal to a training image"
+        share = f" ({100 * copies / total:.1f}%)" if total else ""
+        return (
+            f"{copies:,} of {total:,} test images{share} are copies of training images: "
+            "this accuracy measures memory, not generalisation"
+        )
+
+    @property
+    def own_result(self) -> dict[str, Any]:
+        """The run's own test split, in the terms of :attr:`transfer_results`."""
+        row = result_row(self.metrics)
+        counts = self.test_copies
+        if counts is not None:
+            row["copies"] = counts[0] if self.test_overlap else 0
+        return {**row, "name": "own test split", "source": row["dataset"]}
+
+    @property
+    def transfer_results(self) -> list[dict[str, Any]]:
+        """Each evaluation on other data: ``name``, ``source``, ``split``, ``dataset``, ``n``,
+        ``accuracy``, ``joint_accuracy``, ``heads`` (name → accuracy) and ``copies`` (images
+        equal to a training image; None when not checked)."""
+        rows = []
+        for metrics in self.transfers:
+            transfer = metrics.get("transfer") or {}
+            copies = transfer.get("training_copies") or {}
+            rows.append(
+                {
+                    **result_row(metrics),
+                    "name": str(transfer.get("name", "–")),
+                    "source": str(transfer.get("source", "–")),
+                    "split": str(transfer.get("split", metrics.get("split", "test"))),
+                    "copies": copies.get("copies") if copies.get("checked") else None,
+                }
+            )
+        return rows
+
     def head_history(self) -> list[str]:
         """Heads with per-epoch columns (``test_<head>_acc``) in ``history.csv``, head order."""
         if not self.history:
@@ -89,6 +159,20 @@ class RunRecord:
             for i, name in enumerate(names)
             if name not in names[:i] and f"test_{name}_acc" in columns
         ]
+
+
+def result_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a metrics file gives for one row of the "Tested on other data" table."""
+    heads = metrics.get("heads") or {}
+    return {
+        "dataset": str(metrics.get("dataset", "–")),
+        "split": str(metrics.get("split", "test")),
+        "n": metrics.get("n"),
+        "accuracy": metrics.get("accuracy"),
+        "joint_accuracy": metrics.get("joint_accuracy"),
+        "heads": {name: head.get("accuracy") for name, head in heads.items()},
+        "copies": None,
+    }
 
 
 def read_runs(run_dirs: Sequence[Path]) -> list[RunRecord]:
@@ -138,6 +222,7 @@ def read_run(run_dir: Path, label: str) -> RunRecord:
         info=info,
         history=history,
         metrics=_test_metrics(run_dir),
+        transfers=_transfer_metrics(run_dir),
     )
 
 
@@ -153,6 +238,14 @@ def _test_metrics(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, "test", write=os.access(run_dir, os.W_OK))
     except CnnlabError as exc:
         raise CnnlabError(f"{run_dir}: no {METRICS_FILE}, and evaluating failed: {exc}") from None
+
+
+def _transfer_metrics(run_dir: Path) -> tuple[dict[str, Any], ...]:
+    """Every ``metrics-transfer-*.json`` of the run (the evaluation's file-name rule)."""
+    from cnnlab.evaluate.evaluation import result_files
+
+    pattern = result_files(run_dir, "test", "*")[0].name
+    return tuple(_read_json(path) for path in sorted(run_dir.glob(pattern)))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

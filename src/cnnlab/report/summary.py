@@ -228,6 +228,41 @@ def holdout_lines(record: RunRecord) -> list[str]:
     return lines
 
 
+TRANSFER_TITLE = "Tested on other data"
+
+
+def transfer_table(record: RunRecord) -> tuple[list[str], list[list[str]]] | None:
+    """Headers and display rows of the "Tested on other data" table: the run's own test split,
+    then each evaluation on other data; ``None`` when the run has none."""
+    results = record.transfer_results
+    if not results:
+        return None
+    heads = list(record.heads)
+    headers = ["data", "images", "copies of training images", "accuracy"]
+    if heads:
+        headers += ["joint accuracy", *(f"{name}{FACTOR_SUFFIX}" for name in heads)]
+    rows = []
+    for result in [record.own_result, *results]:
+        name = result["name"]
+        if result["split"] != "test":
+            name += f" ({result['split']} split)"
+        row = [name, integer(result["n"]), _copies(result), fraction(result["accuracy"])]
+        if heads:
+            row.append(fraction(result["joint_accuracy"]))
+            row += [fraction(result["heads"].get(h)) for h in heads]
+        rows.append(row)
+    return headers, rows
+
+
+def _copies(result: dict[str, Any]) -> str:
+    copies, n = result["copies"], result["n"]
+    if not isinstance(copies, int):
+        return "–"
+    if copies == 0:
+        return "none"
+    return f"{copies:,d} ({percent(copies / n)})" if n else f"{copies:,d}"
+
+
 def headline(record: RunRecord) -> list[str]:
     """A few plain sentences: test accuracy, loss, F1, and what the errors get wrong."""
     m = record.metrics
@@ -252,4 +287,5 @@ def headline(record: RunRecord) -> list[str]:
     heads = heads_line(record)
     if heads:
         lines.insert(1, heads)
-    return lines[:1] + holdout_lines(record) + lines[1:]
+    check = [record.data_check_line] if record.data_check_line else []
+    return lines[:1] + check + holdout_lines(record) + lines[1:]

@@ -20,11 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.data.check import check_dataset, overlap_warning
 from cnnlab.data.dataset import ImageDataset, Split
 from cnnlab.data.holdout import apply_holdout
 from cnnlab.data.registry import load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_open, write_json
+from cnnlab.fileio import atomic_open, jsonable, write_json
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
@@ -162,6 +163,9 @@ def _train(config, run_dir, state, device, dist, progress) -> Run:
             + (f", {dist.world_size} processes" if dist.enabled else "")
             + (f", from epoch {position.epoch + 1}" if state else "")
         )
+        warning = overlap_warning(info["data_check"])
+        if warning:
+            progress.message(warning)
 
     def after_epoch(pos: Position) -> None:
         if dist.is_main:
@@ -233,8 +237,9 @@ def _run_info(
             "test": len(dataset.test),
             "class_names": list(dataset.class_names),
             "factor_levels": {k: list(v) for k, v in dataset.factor_levels.items()},
-            "provenance": _jsonable(dataset.provenance),
+            "provenance": jsonable(dataset.provenance),
         },
+        "data_check": check_dataset(dataset),
         "preprocess": engine.preprocess.to_dict(),
         "model": {"name": config.model["name"], "parameters": parameter_count(engine.model)},
     }
@@ -327,7 +332,3 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
