@@ -45,7 +45,7 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
         "DIR/preview.png and an ImageFolder tree DIR/png/{train,test}/<class>/.",
     )
     lines.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    lines.add_argument("--seed", type=int, default=0, help="fixes shifts, noise and the split")
+    lines.add_argument("--seed", type=int, default=0, help="fixes positions, noise and the split")
     lines.add_argument("--per-class", type=int, default=1000, help="images per class (1000)")
     lines.add_argument("--test-fraction", type=float, default=0.4, help="share for test (0.4)")
     lines.add_argument("--png", action="store_true", help="also write PNG files and a preview")
