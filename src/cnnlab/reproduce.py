@@ -399,6 +399,7 @@ def _report(
             wall_seconds=wall_seconds,
             extra=BEYOND,
             studies=studies,
+            transfer_order=TRANSFER_VARIANTS,
         )
 
     def appendix(fig_dir: Path) -> list[tuple[str, str, str]]:

@@ -53,13 +53,15 @@ def front_section(
     wall_seconds: float | None = None,
     extra: Sequence[str] = (),
     studies: Sequence[tuple[str, str]] = (),
+    transfer_order: Sequence[str] = (),
 ) -> str:
     """HTML: the study's table with cnnlab's figures, links to run sections, wall time.
 
     ``records`` maps a preset name to (section index, record); ``steps`` are (step, seconds)
     pairs of the reproduction and ``wall_seconds`` its wall time (default: their sum);
     ``extra`` lists more runs shown below the table (stronger variants), by preset name;
-    ``studies`` (anchor, title) link to the variation studies.
+    ``studies`` (anchor, title) link to the variation studies; ``transfer_order`` orders the
+    columns of the table of evaluations on other data (others follow, by name).
     """
     parts = ["<section class='front' id='front'>", "<h2>cnnlab against the original study</h2>"]
     if quick:
@@ -95,7 +97,7 @@ def front_section(
         *rows,
         "</tbody></table>",
     ]
-    parts += _data_section(records)
+    parts += _data_section(records, transfer_order)
     more = [name for name in extra if name in records]
     if more:
         parts.append("<h3>Beyond the study</h3><ul>")
@@ -128,7 +130,9 @@ def front_section(
     return "\n".join(parts)
 
 
-def _data_section(records: Mapping[str, tuple[int, RunRecord]]) -> list[str]:
+def _data_section(
+    records: Mapping[str, tuple[int, RunRecord]], order: Sequence[str] = ()
+) -> list[str]:
     """What the test splits hold (the data check) and how the Lines runs do on renderings
     they never saw (``metrics-transfer-*.json``)."""
     checks = {}
@@ -147,7 +151,8 @@ def _data_section(records: Mapping[str, tuple[int, RunRecord]]) -> list[str]:
     lines_runs = [(n, i, r) for n, (i, r) in records.items() if r.transfer_results]
     if not lines_runs:
         return parts
-    names = list(dict.fromkeys(t["name"] for _, _, r in lines_runs for t in r.transfer_results))
+    found = {t["name"] for _, _, r in lines_runs for t in r.transfer_results}
+    names = [n for n in order if n in found] + sorted(found - set(order))
     rows = []
     for name, index, record in lines_runs:
         by_name = {t["name"]: t for t in record.transfer_results}
