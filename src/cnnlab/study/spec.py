@@ -26,17 +26,25 @@ family, so a typo fails in one line naming the file and the variant before anyth
 
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cnnlab.errors import CnnlabError
+from cnnlab.overrides import (
+    apply_overrides,
+    check_key,
+    check_known,
+    load_yaml_mapping,
+    merge_overrides,
+    parse_set,
+    preset_names,
+    read_source,
+)
 from cnnlab.training.config import RunConfig, config_from_dict, load_config
 
 STUDY_KEYS = ("name", "description", "base", "set", "seeds", "target", "baseline", "quick")
@@ -44,6 +52,7 @@ VARIANT_KEYS = ("variants", "grid")
 QUICK_KEYS = ("seeds", "set")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RESERVED = ("seed", "name")  # the study sets these for every run
+PRESETS = "presets/studies"  # the package folder of the study presets
 
 
 @dataclass(frozen=True)
@@ -111,10 +120,7 @@ class Study:
 
 def study_names() -> tuple[str, ...]:
     """The study presets shipped in the package."""
-    folder = resources.files("cnnlab") / "presets" / "studies"
-    if not folder.is_dir():
-        return ()
-    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
+    return preset_names(PRESETS)
 
 
 def load_study(
@@ -126,14 +132,11 @@ def load_study(
 ) -> Study:
     """Read, expand and validate a study file or preset; ``seeds`` replaces its seeds and
     ``extra`` (``key=value``, as ``--set``) is applied after ``set`` and ``quick.set``."""
-    text, origin, where, resolved = _read(source)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CnnlabError(f"{origin}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CnnlabError(f"{origin}: expected a mapping of study keys at the top level")
-    _known(raw, (*STUDY_KEYS, *VARIANT_KEYS), origin, "")
+    text, origin, path = read_source(source, PRESETS, "study", preset="study preset")
+    where = None if path is None else path.resolve().parent  # base: is relative to the file
+    resolved = str(source) if path is None else str(path.resolve())  # a worker re-reads this
+    raw = load_yaml_mapping(text, origin, "study keys")
+    check_known(raw, (*STUDY_KEYS, *VARIANT_KEYS), origin, "")
     name = raw.get("name", Path(str(source)).stem)
     if not isinstance(name, str) or not _NAME.match(name):
         raise CnnlabError(f"{origin}: name must be letters, digits, '.', '_' or '-', got {name!r}")
@@ -148,12 +151,13 @@ def load_study(
     quick_raw = raw.get("quick") or {}
     if not isinstance(quick_raw, dict):
         raise CnnlabError(f"{origin}: quick must be a mapping with seeds and/or set")
-    _known(quick_raw, QUICK_KEYS, origin, "quick.")
+    check_known(quick_raw, QUICK_KEYS, origin, "quick.")
     if quick:
-        overrides = {**overrides, **_overrides(quick_raw.get("set"), origin, "quick.set")}
+        quick_set = _overrides(quick_raw.get("set"), origin, "quick.set")
+        overrides = merge_overrides(overrides, quick_set)
         if "seeds" in quick_raw:
             run_seeds = _seeds(quick_raw["seeds"], origin, "quick.seeds")
-    overrides = {**overrides, **_overrides(_parse_set(extra, origin), origin, "--set")}
+    overrides = merge_overrides(overrides, _overrides(parse_set(extra, origin), origin, "--set"))
     if seeds is not None:
         run_seeds = _seeds(list(seeds), origin, "--seeds")
     target = raw.get("target")
@@ -195,55 +199,7 @@ def load_study(
     )
 
 
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
-    """Set dotted keys in a nested config mapping (the semantics of ``--set``)."""
-    for key, value in overrides.items():
-        parts = key.split(".")
-        target = raw
-        for part in parts[:-1]:
-            if target.get(part) is None:
-                target[part] = {}
-            target = target[part]
-            if not isinstance(target, dict):
-                raise CnnlabError(f"{origin}: {key}: {part!r} is not a section")
-        target[parts[-1]] = copy.deepcopy(value)
-
-
 # -- pieces -------------------------------------------------------------------------------------
-
-
-def _read(source: str | Path) -> tuple[str, str, Path | None, str]:
-    """(text, name for messages, folder for relative paths, source a worker can re-read)."""
-    path = Path(source)
-    if path.is_file():
-        return path.read_text(), str(path), path.resolve().parent, str(path.resolve())
-    if str(source) in study_names():
-        preset = resources.files("cnnlab") / "presets" / "studies" / f"{source}.yaml"
-        return preset.read_text(), f"study preset {source}", None, str(source)
-    raise CnnlabError(
-        f"study {str(source)!r}: no such file and no such preset; "
-        f"study presets: {', '.join(study_names()) or 'none'}"
-    )
-
-
-def _known(raw: dict[str, Any], keys: tuple[str, ...], origin: str, prefix: str) -> None:
-    unknown = sorted(str(k) for k in set(raw) - set(keys))
-    if unknown:
-        raise CnnlabError(
-            f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
-            f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}"
-        )
-
-
-def _parse_set(items: tuple[str, ...], origin: str) -> dict[str, Any]:
-    """``key=value`` strings (values read as YAML, like ``cnnlab train --set``) as a mapping."""
-    parsed = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CnnlabError(f"{origin}: --set {item!r}: expected KEY=VALUE")
-        parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return parsed
 
 
 def _overrides(value: Any, origin: str, where: str) -> dict[str, Any]:
@@ -252,8 +208,7 @@ def _overrides(value: Any, origin: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise CnnlabError(f"{origin}: {where} must be a mapping of dotted keys to values")
     for key in value:
-        if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
-            raise CnnlabError(f"{origin}: {where}: {key!r} is not a dotted config key")
+        check_key(key, f"{origin}: {where}")
         if key.split(".")[0] in _RESERVED:
             raise CnnlabError(
                 f"{origin}: {where}: {key} is set by the study for every run (seeds: and name:)"

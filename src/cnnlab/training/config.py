@@ -6,12 +6,12 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cnnlab import overrides as _overrides
 from cnnlab.errors import CnnlabError
 
 
@@ -74,6 +74,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+PRESETS = "presets"  # the package folder of the run-config presets
+
 CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd", "rmsprop"),
     "train.scheduler": ("none", "step", "exponential", "cosine", "onecycle"),
@@ -84,21 +86,16 @@ CHOICES = {
 
 
 def preset_names() -> tuple[str, ...]:
-    folder = resources.files("cnnlab") / "presets"
-    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
+    """The run-config presets shipped in the package."""
+    return _overrides.preset_names(PRESETS)
 
 
 def load_config(source: str | Path, overrides: typing.Sequence[str] = ()) -> RunConfig:
-    """A config from a YAML file or preset name, with ``key=value`` overrides applied."""
-    text, origin = _read_source(source)
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise CnnlabError(f"{origin}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CnnlabError(f"{origin}: expected a mapping of config keys at the top level")
-    for item in overrides:
-        _apply_override(raw, item)
+    """A config from a YAML file or preset name, with ``key=value`` overrides applied in order
+    (see :func:`cnnlab.overrides.parse_set`)."""
+    text, origin, _ = _overrides.read_source(source, PRESETS, "config")
+    raw = _overrides.load_yaml_mapping(text, origin, "config keys")
+    _overrides.apply_overrides(raw, _overrides.parse_set(overrides, origin), f"{origin}: --set")
     return config_from_dict(raw, origin)
 
 
@@ -116,46 +113,10 @@ def save_config(config: RunConfig, path: Path) -> None:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
 
 
-def _read_source(source: str | Path) -> tuple[str, str]:
-    path = Path(source)
-    if path.is_file():
-        return path.read_text(), str(path)
-    if str(source) in preset_names():
-        preset = resources.files("cnnlab") / "presets" / f"{source}.yaml"
-        return preset.read_text(), f"preset {source}"
-    raise CnnlabError(
-        f"config {str(source)!r}: no such file and no such preset; "
-        f"presets: {', '.join(preset_names())}"
-    )
-
-
-def _apply_override(raw: dict[str, Any], item: str) -> None:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise CnnlabError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        parsed = value
-    target = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise CnnlabError(f"--set {item!r}: {part!r} is not a section")
-    target[parts[-1]] = parsed
-
-
 def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise CnnlabError(f"{origin}: {prefix.rstrip('.') or 'config'} must be a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise CnnlabError(
-            f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
-            f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)}"
-        )
+    _overrides.check_known(raw, (f.name for f in dataclasses.fields(cls)), origin, prefix)
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in raw.items():
