@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.runfolder import read_history
 from cnnlab.training import train
-from cnnlab.training.run import read_history
 
 OVERRIDES = (
     "data.dataset=lines",

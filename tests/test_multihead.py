@@ -15,8 +15,9 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_run
 from cnnlab.models import create_model
 from cnnlab.predict import predict
+from cnnlab.runfolder import read_history
 from cnnlab.training import train
-from cnnlab.training.run import prepare_dataset, read_history
+from cnnlab.training.run import prepare_dataset
 
 TINY = ("data.lines={per_class: 15}", "train.epochs=2")
 

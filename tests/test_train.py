@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runfolder import read_history
 from cnnlab.training import load_config, load_run, train
 from cnnlab.training.engine import Engine
-from cnnlab.training.run import read_history
 
 TINY_LINES = (
     "data.dataset=lines",

@@ -24,6 +24,7 @@ from cnnlab.evaluate.heads import multihead_metrics
 from cnnlab.evaluate.metrics import classification_metrics
 from cnnlab.fileio import jsonable, write_json
 from cnnlab.models.inference import batched_outputs
+from cnnlab.runfolder import RunFolder, metrics_record
 from cnnlab.training.objectives import MultiHead
 from cnnlab.training.optim import build_loss
 from cnnlab.training.run import Run, load_run, prepare_dataset
@@ -69,14 +70,16 @@ def evaluate_run(
             "training_copies": training_copies(run, part.images),
         }
     scores, arrays = measure(run, data, part, batch_size)
-    metrics = {
-        "run": str(run_dir),
-        "split": split,
-        "dataset": data.name,
-        "class_names": list(data.class_names),
-        **({"transfer": transfer} if transfer else {}),
-        **scores,
-    }
+    metrics = metrics_record(
+        {
+            "run": str(run_dir),
+            "split": split,
+            "dataset": data.name,
+            "class_names": list(data.class_names),
+            **({"transfer": transfer} if transfer else {}),
+            **scores,
+        }
+    )
     if write:
         metrics_path, predictions_path = result_files(run_dir, split, name)
         write_json(metrics_path, metrics)
@@ -137,16 +140,10 @@ def _single_scores(
 def result_files(
     run_dir: str | Path, split: str = "test", transfer: str | None = None
 ) -> tuple[Path, Path]:
-    """Where an evaluation's metrics and predictions go in ``run_dir``: ``metrics-<split>.json``
-    and ``predictions-<split>.npz``; on other data named ``transfer``,
-    ``metrics-transfer-<transfer>.json`` and ``predictions-transfer-<transfer>.npz`` (with
-    ``.<split>`` before the suffix for a split other than test)."""
-    if transfer is None:
-        tag = split
-    else:
-        tag = f"transfer-{transfer}" + ("" if split == "test" else f".{split}")
-    folder = Path(run_dir)
-    return folder / f"metrics-{tag}.json", folder / f"predictions-{tag}.npz"
+    """Where an evaluation's metrics and predictions go in ``run_dir`` (the run folder's
+    :meth:`~cnnlab.runfolder.RunFolder.metrics` and ``predictions``)."""
+    folder = RunFolder(run_dir)
+    return folder.metrics(split, transfer), folder.predictions(split, transfer)
 
 
 def transfer_name(source: str | Path) -> str:

@@ -11,10 +11,19 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open, write_json
+from cnnlab.runfolder import RunFolder
 from cnnlab.study import stats
 from cnnlab.study.spec import Study
-from cnnlab.study.worker import run_dir, run_state
+from cnnlab.study.worker import run_dir
+
+RESULTS_FILE = "results.csv"
+SUMMARY_TABLE = "summary.csv"
+SUMMARY_FILE = "summary.json"
+PLAN_FILE = "study.json"
+REPORT_FILE = "report.html"
+"""The files of a study folder (besides ``runs/``, ``claims/`` and ``logs/``)."""
 
 RESULT_COLUMNS = (
     "run",
@@ -65,23 +74,23 @@ def collect(study: Study, out: Path) -> list[dict[str, Any]]:
     """One row per planned run, from its run folder (empty figures where it is not done)."""
     rows = []
     for run in study.runs:
-        folder = run_dir(out, run)
-        state = run_state(folder)
+        folder = RunFolder(run_dir(out, run))
+        state = folder.state()
         row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
         row.update(run=run.name, variant=run.variant, seed=run.seed, state=state)
-        row["folder"] = str(folder.relative_to(out))
-        history = _history(folder / "history.csv")
+        row["folder"] = str(folder.path.relative_to(out))
+        history = folder.read_history()
         row["curve_acc"] = [h["test_acc"] for h in history]
         row["curve_loss"] = [h["test_loss"] for h in history]
         if state == "done":
-            metrics = json.loads((folder / "metrics-test.json").read_text())
-            info = json.loads((folder / "run.json").read_text())
+            metrics = folder.read_metrics()
+            info = folder.read_info()
             row.update(
                 test_accuracy=metrics["accuracy"],
                 test_loss=metrics["loss"],
                 test_images=metrics["n"],
                 epochs=len(history),
-                train_seconds=info.get("train_seconds"),
+                train_seconds=info.train_seconds,
             )
             if study.target is not None:
                 row["epochs_to_target"] = stats.epochs_to_target(row["curve_acc"], study.target)
@@ -162,9 +171,9 @@ def summarise(
 
 def write_results(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """``results.csv``, ``summary.csv`` and ``summary.json`` in ``out``, atomically."""
-    _write_csv(out / "results.csv", RESULT_COLUMNS, rows)
-    _write_csv(out / "summary.csv", SUMMARY_COLUMNS, [summary_row(v) for v in summary["variants"]])
-    write_json(out / "summary.json", summary)
+    _write_csv(out / RESULTS_FILE, RESULT_COLUMNS, rows)
+    _write_csv(out / SUMMARY_TABLE, SUMMARY_COLUMNS, [summary_row(v) for v in summary["variants"]])
+    write_json(out / SUMMARY_FILE, summary)
 
 
 def summary_row(entry: dict[str, Any]) -> dict[str, Any]:
@@ -294,13 +303,6 @@ def _target(rows: list[dict[str, Any]], target: float | None) -> dict[str, Any] 
     return {"target": target, "mean": _mean(reached), "reached": len(reached), "of": len(rows)}
 
 
-def _history(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
@@ -319,3 +321,14 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
+
+
+def read_summary(study_dir: Path) -> dict[str, Any]:
+    """A study folder's summary; a one-line error when the study has none or it is unreadable."""
+    path = Path(study_dir) / SUMMARY_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CnnlabError(f"{study_dir}: no {SUMMARY_FILE}; run the study first") from None
+    except (OSError, ValueError) as exc:
+        raise CnnlabError(f"{path}: not valid JSON ({exc})") from None

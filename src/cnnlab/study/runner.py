@@ -32,8 +32,18 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
+from cnnlab.runfolder import RunFolder
 from cnnlab.study.claims import STALE_AFTER_SECONDS
-from cnnlab.study.results import collect, summarise, summary_table, write_results
+from cnnlab.study.results import (
+    PLAN_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SUMMARY_TABLE,
+    collect,
+    summarise,
+    summary_table,
+    write_results,
+)
 from cnnlab.study.spec import Study, load_study
 from cnnlab.study.worker import (
     FINAL_STATES,
@@ -107,7 +117,8 @@ def run_study(
         problems = _run_workers(spec, folder, jobs, threads, stale_after, seeds, say)
     summary = write_summary(spec, folder, analysis)
     say(summary_table(summary))
-    say(f"results: {folder / 'summary.csv'}, {folder / 'results.csv'}, {folder / 'report.html'}")
+    files = (SUMMARY_TABLE, RESULTS_FILE, REPORT_FILE)
+    say(f"results: {', '.join(str(folder / name) for name in files)}")
     problems += _unfinished(spec, folder, say)
     if problems:
         raise CnnlabError("; ".join(problems))
@@ -167,7 +178,7 @@ def _prepare(spec: Study, folder: Path, analysis: dict[str, dict[str, Any]]) -> 
     except OSError as exc:
         raise CnnlabError(f"--out {folder}: cannot create the study folder ({exc})") from None
     write_json(
-        folder / "study.json",
+        folder / PLAN_FILE,
         {
             **spec.to_dict(),
             "analysis": analysis,
@@ -298,7 +309,7 @@ def _report_finished(spec: Study, folder: Path, reported: set[str], say: Callabl
         if run.name in reported or run_state(run_dir(folder, run)) != "done":
             continue
         reported.add(run.name)
-        metrics = json.loads((run_dir(folder, run) / "metrics-test.json").read_text())
+        metrics = RunFolder(run_dir(folder, run)).read_metrics()
         say(
             f"[{len(reported)}/{len(spec.runs)}] {run.name}: test accuracy "
             f"{metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"

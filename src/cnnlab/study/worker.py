@@ -1,13 +1,9 @@
 """A study worker: claim a run nobody holds, train (or resume) and evaluate it, repeat.
 
 Runs live in ``DIR/runs/<variant>-seed<k>/`` as ordinary run folders. A run's state is read
-from its folder alone, so workers need no other shared state than the claim files:
-
-- ``absent``: nothing there; ``started``: a config but no checkpoint yet (killed in its first
-  epoch: started again); ``partial``: a checkpoint, not finished (resumed exactly);
-- ``trained``: finished but not evaluated; ``done``: ``metrics-test.json`` written;
-- ``diverged``: the loss became NaN/inf. Final: retrying would diverge again (remove the folder
-  to retry).
+from its folder alone (:meth:`cnnlab.runfolder.RunFolder.state`), so workers need no other
+shared state than the claim files. ``done`` and ``diverged`` are final: retrying a diverged run
+would diverge again (remove the folder to retry).
 
 A run that fails otherwise gets ``claims/<run>.failed`` (the error) and is skipped by every
 worker until the study is started again.
@@ -15,9 +11,7 @@ worker until the study is started again.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import time
 import traceback
@@ -25,15 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnlab.errors import CnnlabError
+from cnnlab.runfolder import FINAL_STATES, RunFolder
 from cnnlab.study.claims import STALE_AFTER_SECONDS, Claim, try_claim
 from cnnlab.study.spec import PlannedRun, Study
-from cnnlab.training.config import RunConfig, config_from_dict
+from cnnlab.training.config import RunConfig, load_config
 from cnnlab.training.engine import Interrupted
 
-FINAL_STATES = ("done", "diverged")
 POLL_SECONDS = 2.0
 
 
@@ -42,27 +34,18 @@ def run_dir(out: Path, run: PlannedRun) -> Path:
 
 
 def run_state(folder: Path) -> str:
-    """``absent``, ``started``, ``partial``, ``trained``, ``done`` or ``diverged``."""
-    if not (folder / "config.yaml").is_file():
-        return "absent"
-    status = _status(folder)
-    if status == "diverged":
-        return "diverged"
-    if status == "finished" and (folder / "model.safetensors").is_file():
-        return "done" if (folder / "metrics-test.json").is_file() else "trained"
-    if (folder / "checkpoints" / "last.pt").is_file():
-        return "partial"
-    return "started"
+    """The run's :meth:`~cnnlab.runfolder.RunFolder.state`."""
+    return RunFolder(folder).state()
 
 
 def check_config(folder: Path, expected: RunConfig) -> None:
     """Refuse a run folder whose config is not the one the study asks for now."""
-    path = folder / "config.yaml"
+    path = RunFolder(folder).config
     if not path.is_file():
         return
     try:
-        found = config_from_dict(yaml.safe_load(path.read_text()) or {}, str(path)).to_dict()
-    except (CnnlabError, yaml.YAMLError) as exc:
+        found = load_config(path).to_dict()
+    except CnnlabError as exc:
         raise CnnlabError(f"{folder}: unreadable run config ({exc})") from None
     wanted = expected.to_dict()
     if found != wanted:
@@ -148,7 +131,7 @@ def _execute(
 ) -> bool:
     """Bring one claimed run to ``done``; False if another worker had already finished it."""
     from cnnlab.evaluate import evaluate_run
-    from cnnlab.training.run import train
+    from cnnlab.training.run import continue_run
 
     check_config(folder, run.config)
     state = run_state(folder)  # again: it may have finished while we were claiming
@@ -156,15 +139,9 @@ def _execute(
         return False
     claim.start_heartbeat()
     start = time.perf_counter()
-    if state == "started":
-        shutil.rmtree(folder)
-        state = "absent"
-    if state == "absent":
-        log(f"[{me}] training {run.name}")
-        train(run.config, out=folder, quiet=quiet)
-    elif state == "partial":
-        log(f"[{me}] resuming {run.name}")
-        train(None, resume=folder, quiet=quiet)
+    if state != "trained":
+        log(f"[{me}] {'resuming' if state == 'partial' else 'training'} {run.name}")
+    continue_run(run.config, folder, quiet=quiet)
     metrics = evaluate_run(folder)
     log(
         f"[{me}] {'trained' if state != 'trained' else 'evaluated'} {run.name}: test accuracy "
@@ -194,13 +171,6 @@ def _record_failure(
         },
     )
     log(f"[{me}] {run.name} FAILED: {message}")
-
-
-def _status(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "run.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> Any:

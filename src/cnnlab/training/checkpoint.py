@@ -53,5 +53,5 @@ def load_weights(path: Path, model: nn.Module) -> None:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CnnlabError(
-            f"{path}: weights do not fit the model in config.yaml ({first})"
+            f"{path}: weights do not fit the model of the run's config ({first})"
         ) from None

@@ -15,6 +15,7 @@ from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models.fusion import inference_model
 from cnnlab.models.inference import Preprocess
+from cnnlab.runfolder import RunFolder
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.config import RunConfig
 from cnnlab.training.distributed import Distributed
@@ -137,7 +138,7 @@ class Engine:
 
     def _checkpoint(self, name: str, position: Position) -> None:
         if self.run_dir is not None and self.dist.is_main:
-            save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", self.state(position))
+            save_checkpoint(RunFolder(self.run_dir).checkpoint(name), self.state(position))
 
     # -- loop -----------------------------------------------------------------------------
     def fit(self, position: Position, on_epoch: Any = None) -> Position:
@@ -232,7 +233,7 @@ class Engine:
 
     def _diverged(self, position: Position, epoch: int, batch: int, loss: float) -> None:
         where = (
-            f"{self.run_dir / 'checkpoints' / 'last.pt'} (end of epoch {position.epoch})"
+            f"{RunFolder(self.run_dir).checkpoint()} (end of epoch {position.epoch})"
             if self.run_dir is not None and position.epoch > 0
             else "none (it diverged in the first epoch)"
         )

@@ -1,18 +1,13 @@
 """``train`` and ``load_run``: a run folder from a config, and a ready model from a run folder.
 
-A run folder holds ``config.yaml`` (resolved), ``run.json`` (provenance and status),
-``history.csv`` (one row per epoch), ``checkpoints/last.pt`` and ``checkpoints/best.pt``,
-and ``model.safetensors`` (final weights).
+What a run folder holds, and its records, are :mod:`cnnlab.runfolder`'s.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import platform
+import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +20,16 @@ from cnnlab.data.dataset import ImageDataset, Split
 from cnnlab.data.holdout import apply_holdout
 from cnnlab.data.registry import load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_open, jsonable, write_json
+from cnnlab.fileio import jsonable
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
+from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
-from cnnlab.training.config import RunConfig, config_from_dict, load_config, save_config
+from cnnlab.training.config import RunConfig, load_config, save_config
 from cnnlab.training.distributed import init_distributed, shutdown_distributed
 from cnnlab.training.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
 from cnnlab.training.progress import Progress
+from cnnlab.version import __version__
 
 
 @dataclass
@@ -112,14 +109,14 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         config = _read_run_config(run_dir)
-        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        state = load_checkpoint(RunFolder(run_dir).checkpoint())
     else:
         if not isinstance(config, RunConfig):
             config = load_config(config, overrides)
         elif overrides:
             raise CnnlabError("overrides apply to a config file or preset, not a RunConfig")
         run_dir = Path(out) if out is not None else Path("runs") / config.name
-        if (run_dir / "config.yaml").exists():
+        if RunFolder(run_dir).config.exists():
             raise CnnlabError(
                 f"{run_dir} already holds a run; choose another --out, or continue it with "
                 f"--resume {run_dir}"
@@ -137,6 +134,31 @@ def train(
         return _train(config, run_dir, state, torch_device, dist, progress)
     finally:
         shutdown_distributed()
+
+
+def continue_run(
+    config: RunConfig | str | Path,
+    out: str | Path,
+    *,
+    overrides: tuple[str, ...] = (),
+    device: str | None = None,
+    quiet: bool = False,
+) -> str:
+    """Bring the run folder ``out`` to trained, whatever state it was left in: nothing to do
+    when it has its final weights, an exact resume from its checkpoint, else (a start that
+    never reached a checkpoint, or nothing yet) a training from the beginning. Returns the
+    folder's :meth:`~cnnlab.runfolder.RunFolder.state` before."""
+    folder = RunFolder(out)
+    state = folder.state()
+    if state == "diverged":
+        raise CnnlabError(f"{out}: the run diverged (loss NaN or inf); remove it to try again")
+    if state == "partial":
+        train(None, resume=out, device=device, quiet=quiet)  # type: ignore[arg-type]
+    elif state in ("absent", "started"):
+        if state == "started":
+            shutil.rmtree(folder.path)  # killed before its first checkpoint: nothing to keep
+        train(config, out=out, overrides=overrides, device=device, quiet=quiet)
+    return state
 
 
 def _train(config, run_dir, state, device, dist, progress) -> Run:
@@ -157,41 +179,41 @@ def _train(config, run_dir, state, device, dist, progress) -> Run:
         _prepare_folder(run_dir, config, info, resumed=state is not None)
         progress.message(
             f"{'Resuming' if state else 'Training'} {config.model['name']} "
-            f"({info['model']['parameters']:,d} parameters) on {dataset.name}: "
+            f"({info.model['parameters']:,d} parameters) on {dataset.name}: "
             f"{len(dataset.train)} train / {len(dataset.test)} test images, "
             f"{config.train.epochs} epochs, device {device} ({engine.precision})"
             + (f", {dist.world_size} processes" if dist.enabled else "")
             + (f", from epoch {position.epoch + 1}" if state else "")
         )
-        warning = overlap_warning(info["data_check"])
+        warning = overlap_warning(info.data_check)
         if warning:
             progress.message(warning)
 
+    folder = RunFolder(run_dir)
+
     def after_epoch(pos: Position) -> None:
         if dist.is_main:
-            write_history(run_dir / "history.csv", pos.history)
+            folder.write_history(pos.history, HISTORY_COLUMNS)
 
     try:
         position = engine.fit(position, on_epoch=after_epoch)
     except Interrupted:
         if dist.is_main:
-            _set_status(run_dir, "interrupted")
+            folder.set_status("interrupted")
         raise
     except CnnlabError:
         if dist.is_main:
-            _set_status(run_dir, "diverged")
+            folder.set_status("diverged")
         raise
     if dist.is_main:
-        save_weights(run_dir / "model.safetensors", engine.model)
-        write_history(run_dir / "history.csv", position.history)
-        info = json.loads((run_dir / "run.json").read_text())
-        info.update(
-            status="finished",
-            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            train_seconds=sum(r["seconds"] for r in position.history),
-            final={k: position.history[-1][k] for k in ("test_loss", "test_acc")},
+        save_weights(folder.weights, engine.model)
+        folder.write_history(position.history, HISTORY_COLUMNS)
+        folder.write_info(
+            folder.read_info().finish(
+                train_seconds=sum(r["seconds"] for r in position.history),
+                final={k: position.history[-1][k] for k in ("test_loss", "test_acc")},
+            )
         )
-        write_json(run_dir / "run.json", info)
         progress.message(
             f"Done: test accuracy {position.history[-1]['test_acc']:.4f}; run folder {run_dir}"
         )
@@ -206,23 +228,19 @@ def _train(config, run_dir, state, device, dist, progress) -> Run:
     )
 
 
-def _run_info(
-    config: RunConfig, dataset: ImageDataset, engine: Engine, world: int
-) -> dict[str, Any]:
-    from cnnlab import __version__
-
-    return {
-        "status": "running",
-        "name": config.name,
-        "seed": config.seed,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": {
+def _run_info(config: RunConfig, dataset: ImageDataset, engine: Engine, world: int) -> RunInfo:
+    return RunInfo(
+        status="running",
+        name=config.name,
+        seed=config.seed,
+        started=now(),
+        versions={
             "cnnlab": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
-        "git_commit": _git_commit(),
-        "hardware": {
+        git_commit=_git_commit(),
+        hardware={
             "device": str(engine.device),
             "device_name": torch.cuda.get_device_name(engine.device)
             if engine.device.type == "cuda"
@@ -231,79 +249,54 @@ def _run_info(
             "precision": engine.precision,
             "world_size": world,
         },
-        "dataset": {
-            "name": dataset.name,
-            "train": len(dataset.train),
-            "test": len(dataset.test),
-            "class_names": list(dataset.class_names),
-            "factor_levels": {k: list(v) for k, v in dataset.factor_levels.items()},
-            "provenance": jsonable(dataset.provenance),
-        },
-        "data_check": check_dataset(dataset),
-        "preprocess": engine.preprocess.to_dict(),
-        "model": {"name": config.model["name"], "parameters": parameter_count(engine.model)},
-    }
+        dataset=DatasetFacts(
+            name=dataset.name,
+            train=len(dataset.train),
+            test=len(dataset.test),
+            class_names=tuple(dataset.class_names),
+            factor_levels={k: tuple(v) for k, v in dataset.factor_levels.items()},
+            masks=dataset.test.masks is not None,
+            provenance=jsonable(dataset.provenance),
+        ),
+        data_check=check_dataset(dataset),
+        preprocess=engine.preprocess.to_dict(),
+        model={"name": config.model["name"], "parameters": parameter_count(engine.model)},
+    )
 
 
-def _prepare_folder(run_dir: Path, config: RunConfig, info: dict[str, Any], resumed: bool) -> None:
+def _prepare_folder(run_dir: Path, config: RunConfig, info: RunInfo, resumed: bool) -> None:
+    folder = RunFolder(run_dir)
     try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        folder.checkpoints.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(
             f"--out {run_dir}: cannot create the run folder ({exc.strerror})"
         ) from None
     if resumed:
-        _set_status(run_dir, "running")
+        folder.set_status("running")
         return
-    save_config(config, run_dir / "config.yaml")
-    write_json(run_dir / "run.json", info)
-
-
-def _set_status(run_dir: Path, status: str) -> None:
-    path = run_dir / "run.json"
-    if path.is_file():
-        info = json.loads(path.read_text())
-        info["status"] = status
-        write_json(path, info)
-
-
-def write_history(path: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    columns = list(history[0]) if history else list(HISTORY_COLUMNS)
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (row[k] if k == "epoch" else f"{row[k]:.6g}") for k in columns})
-    with atomic_open(path) as handle:
-        handle.write(buffer.getvalue())
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    save_config(config, folder.config)
+    folder.write_info(info)
 
 
 def _read_run_config(run_dir: Path) -> RunConfig:
+    folder = RunFolder(run_dir)
     if not run_dir.is_dir():
         raise CnnlabError(f"{run_dir}: no such run folder")
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise CnnlabError(f"{run_dir}: not a run folder (no config.yaml)")
-    import yaml
-
-    return config_from_dict(yaml.safe_load(path.read_text()) or {}, str(path))
+    if not folder.config.is_file():
+        raise CnnlabError(f"{run_dir}: not a run folder (no {folder.config.name})")
+    return load_config(folder.config)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """A trained model ready for inference, with its preprocessing and class names."""
     run_dir = Path(run_dir)
     config = _read_run_config(run_dir)
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise CnnlabError(f"{run_dir}: not a run folder (no run.json)")
-    info = json.loads(info_path.read_text())
-    preprocess = Preprocess.from_dict(info["preprocess"])
-    class_names = tuple(info["dataset"]["class_names"])
+    folder = RunFolder(run_dir)
+    folder.require(finished=False)
+    info = folder.read_info()
+    preprocess = Preprocess.from_dict(info.preprocess)
+    class_names = info.dataset.class_names
     options = {k: v for k, v in config.model.items() if k != "name"}
     model = create_model(
         config.model["name"],
@@ -312,12 +305,10 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         preprocess.image_size,
         **options,
     )
-    load_weights(run_dir / "model.safetensors", model)
-    history_path = run_dir / "history.csv"
-    history = read_history(history_path) if history_path.is_file() else []
-    levels = {k: tuple(v) for k, v in info["dataset"].get("factor_levels", {}).items()}
+    load_weights(folder.weights, model)
+    history = folder.read_history()
     model = model.to(device, memory_format=torch.channels_last).eval()
-    return Run(run_dir, config, history, model, preprocess, class_names, levels)
+    return Run(run_dir, config, history, model, preprocess, class_names, info.dataset.factor_levels)
 
 
 def _git_commit() -> str | None:

@@ -19,6 +19,7 @@ import torch
 from cnnlab.data.dataset import ImageDataset, Split
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, write_json
+from cnnlab.runfolder import FORMAT, VISUALIZE_INPUTS, VISUALIZE_SCORES, VISUALIZE_SUMMARY
 from cnnlab.training.run import Run, load_run, prepare_dataset
 from cnnlab.visualize.activations import layer_activations
 from cnnlab.visualize.cam import METHODS, Heatmap, explain
@@ -102,11 +103,11 @@ def visualize_run(
         "images": {
             "count": int(x.shape[0]),
             "source": source,
-            "npy": str(out / "inputs.npy"),
+            "npy": str(out / VISUALIZE_INPUTS),
             **sample,
         },
     }
-    _save_npy(out / "inputs.npy", x.numpy())
+    _save_npy(out / VISUALIZE_INPUTS, x.numpy())
 
     summary["activations"] = {}
     for name, maps in layer_activations(model, inputs, names, batch_size=batch_size).items():
@@ -167,9 +168,9 @@ def visualize_run(
             batch_size=batch_size,
             dataset=dataset,
         )
-        write_json(out / "scores.json", summary["scores"])
-        summary["scores_json"] = str(out / "scores.json")
-    write_json(out / "summary.json", summary)
+        write_json(out / VISUALIZE_SCORES, summary["scores"])
+        summary["scores_json"] = str(out / VISUALIZE_SCORES)
+    write_json(out / VISUALIZE_SUMMARY, {"format": FORMAT, **summary})
     return summary
 
 
