@@ -14,6 +14,7 @@ from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_run
+from cnnlab.pipeline import prepare_runs
 from cnnlab.report import build_report
 from cnnlab.training import train
 
@@ -45,7 +46,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("report-runs")
     first = tiny_lines_run(base / "lines", 2)
     evaluate_run(first)
-    # the second is named to inject HTML, and has no metrics-test.json: the report evaluates it
+    # the second is named to inject HTML, and has no metrics-test.json: prepare_runs (which
+    # cnnlab report calls first) evaluates it
     second = tiny_lines_run(base / EVIL, 1, f"name={EVIL}", "seed=3")
     return first, second
 
@@ -54,6 +56,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def report(runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     out = tmp_path_factory.mktemp("report") / "sub" / "report.html"
     markdown = out.parent / "summary.md"
+    assert prepare_runs(list(runs)) == [runs[1]]
     assert build_report(list(runs), out, markdown) == out
     return {"html": out.read_text(), "markdown": markdown.read_text()}
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.pipeline import prepare_runs
 from cnnlab.report import build_report
 from cnnlab.training import train
 
@@ -46,6 +47,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     overrides = ("data.lines={per_class: 10}", "train.epochs=2", f"name={EVIL}")
     tiny = ("model.channels=[8, 16]", "model.dense=[32]")
     train("part2-lines", out=run, overrides=overrides + tiny, quiet=True)
+    prepare_runs([run])  # its test evaluation, as cnnlab report makes it first
     return build_report([run], base / "report.html")
 
 

@@ -1,6 +1,6 @@
 """The report's "Looking inside" section on tiny Lines runs (part1 and a multi-head net): made
-with ``inside=True``, every layer and head shown, scores as in ``scores.json``, and bad or
-missing visualize folders as a note, never a crash."""
+first by ``prepare_runs(pictures=True)``, every layer and head shown, scores as in
+``scores.json``, and bad or missing visualize folders as a note, never a crash."""
 
 from __future__ import annotations
 
@@ -15,19 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from markupsafe import escape
 
 from cnnlab.cli import main
+from cnnlab.pipeline import prepare_runs
 from cnnlab.report import build_report
-from cnnlab.report.inside import (
-    METHOD_NAMES,
-    _layer_figures,
-    inside_line,
-    inside_section,
-    needs_pictures,
-    prepare_inside,
-    read_inside,
-    score_reading,
-)
+from cnnlab.report.inside_view import inside_section, render_inside, view
+from cnnlab.report.inside_words import METHOD_NAMES, inside_line, score_reading
+from cnnlab.runfolder import RunFolder
 from cnnlab.training import train
 from cnnlab.visualize import FilterSettings
 
@@ -62,8 +57,14 @@ def report(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> d
     out = tmp_path_factory.mktemp("inside-report") / "report.html"
     markdown = out.with_suffix(".md")
     assert needs_pictures(runs["p1"]) and needs_pictures(runs["mh"])
-    build_report([runs["p1"], runs["mh"]], out, markdown, inside=True, visualize_options=OPTIONS)
+    made = prepare_runs([runs["p1"], runs["mh"]], pictures=True, visualize_options=OPTIONS)
+    assert made == [runs["p1"], runs["mh"]]  # evaluated and looked inside, as cnnlab report does
+    build_report([runs["p1"], runs["mh"]], out, markdown)
     return {"html": out.read_text(), "markdown": markdown.read_text()}
+
+
+def needs_pictures(run: Path) -> bool:
+    return not RunFolder(run).pictures_current()
 
 
 def section_html(page: str, index: int) -> str:
@@ -135,7 +136,7 @@ def test_score_table_equals_scores_json(report: dict[str, str], runs) -> None:
             names += [METHOD_NAMES[row["method"]], row["layer"] or "–"]
             assert cells[: len(names)] == names
         reading = " ".join(score_reading(scores))
-        assert html.escape(reading) in part
+        assert escape(reading) in part
         assert "randomisation check" in reading and "of 32 test images" in reading
 
 
@@ -200,8 +201,9 @@ def test_bad_visualize_folder_gives_a_note(
 ) -> None:
     run = damaged(runs["p1"], tmp_path, damage)
     part = inside_section(run, "p1")
-    assert part.startswith("<h3>Looking inside</h3>") and html.escape(note) in part
-    assert (inside_line(run) is None) == (damage != "png")  # the scores are still good
+    assert part.startswith("<h3>Looking inside</h3>") and escape(note) in part
+    pictures = RunFolder(run).read_pictures() if damage in ("png", "scores") else None
+    assert (inside_line(pictures and pictures.scores) is None) == (damage != "png")
     if damage == "scores":
         assert "alt='activations of conv1 in p1'" in part and "class='scores'" not in part
     else:
@@ -221,22 +223,23 @@ def test_missing_and_broken_pictures_in_one_report(report, runs, tmp_path: Path)
 
 
 def test_stale_pictures_are_noted_and_remade(report, runs, tmp_path: Path) -> None:
-    assert prepare_inside([runs["p1"], runs["mh"]]) == []  # fresh pictures: nothing to make
+    assert prepare_runs([runs["p1"], runs["mh"]], pictures=True) == []  # nothing to make
     stale = tmp_path / "stale"
     shutil.copytree(runs["p1"], stale)
     (stale / "model.safetensors").touch()
     assert needs_pictures(stale) and not needs_pictures(runs["p1"])
     part = inside_section(stale, "stale")
-    assert html.escape("older than the run's model.safetensors") in part
+    assert escape("older than the run's model.safetensors") in part
     assert "alt='activations of conv1 in stale'" in part
 
 
 def test_middle_layers_fold_away(report, runs) -> None:
-    inside = read_inside(runs["p1"])
+    inside = RunFolder(runs["p1"]).read_pictures()
     activations = inside.summary["activations"]
     entry = activations["conv1"]
     many = {**inside.summary, "activations": {f"l{i}": entry for i in range(4)}}
-    part = _layer_figures(replace(inside, summary=many), "activations", "p1")
+    page = render_inside(view(replace(inside, summary=many), "p1"))
+    part = page[page.index("<h4>Activations</h4>") : page.index("<h4>Filter images</h4>")]
     assert part.count("<figure>") == 4 and part.count("<details><summary>") == 2
     assert part.index("alt='activations of l0") < part.index("<details>")
     assert "<summary>l1: 32 feature maps of 22×22</summary>" in part
@@ -245,14 +248,14 @@ def test_middle_layers_fold_away(report, runs) -> None:
 def test_cli_report_inside(runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     plain = tmp_path / "plain"
     shutil.copytree(runs["p1"], plain, ignore=shutil.ignore_patterns("visualize"))
-    calls = []
-    monkeypatch.setattr("cnnlab.report.build_report", lambda *a, **k: calls.append(k) or a[1])
+    calls, prepared = [], []
+    monkeypatch.setattr("cnnlab.report.build_report", lambda *a, **k: calls.append(a) or a[1])
+    monkeypatch.setattr("cnnlab.pipeline.prepare_runs", lambda *a, **k: prepared.append(k))
     args = ["report", str(plain), str(runs["mh"]), "--out", "x.html"]
     assert main([*args, "--inside"]) == 0
-    assert calls[-1]["inside"] is True
-    assert "looking inside 1 run(s) first" in capsys.readouterr().out  # plain has no pictures
+    assert prepared[-1]["pictures"] is True and calls[-1][0] == [plain, runs["mh"]]
     assert main(args) == 0
-    assert calls[-1]["inside"] is False
+    assert prepared[-1]["pictures"] is False
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     assert "--inside" in capsys.readouterr().out

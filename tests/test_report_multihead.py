@@ -15,7 +15,8 @@ import torch
 
 from cnnlab.evaluate import evaluate_run
 from cnnlab.report import build_report, markdown_summary, read_run
-from cnnlab.report import html as report_html
+from cnnlab.report.render import render
+from cnnlab.report.run_view import holdout_view
 from cnnlab.training import train
 
 DATA = "data.lines={per_class: 10}"
@@ -152,7 +153,7 @@ def test_holdout_note_names_the_unseen_classes(page: str, runs: dict[str, Path])
 
 def test_holdout_class_names_are_escaped(runs: dict[str, Path]) -> None:
     record = read_run(runs["evil-ho"], EVIL)
-    note = report_html._holdout(record)  # the note alone: no figures to draw
+    note = render("holdout.html.j2", holdout=holdout_view(record))  # alone: no figures to draw
     assert EVIL not in note
     assert "<code>&lt;i&gt;held&amp;out&lt;/i&gt;</code>" in note
     assert "Tested on 3 combinations never seen in training" in note

@@ -22,7 +22,8 @@ from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.flops import training_flops_per_image
-from cnnlab.study import load_study, run_study, study_names, study_section
+from cnnlab.report.render import render
+from cnnlab.study import load_study, run_study, study_names, study_view
 from cnnlab.study import stats as study_stats
 from cnnlab.study.claims import claim_path, try_claim
 from cnnlab.training.engine import Engine
@@ -197,8 +198,13 @@ def test_tiny_study_resumes_after_a_kill_and_reports(
     page = (out / "report.html").read_text()
     assert "cnnlab study: tiny" in page and "data:image/png;base64," in page
     assert "within noise" in page and "kernel-5" in page
-    section = study_section(out, tmp_path / "figs")
-    assert section.startswith("<section") and section.rstrip().endswith("</section>")
+    view = study_view(out, tmp_path / "figs")
+    assert (view.anchor, view.title) == ("study-tiny", "Variation study: tiny")
+    assert {f.alt for f in view.curves} == {"test_acc per epoch", "test_loss per epoch"}
+    assert (tmp_path / "figs" / "study-tiny-differences.png").is_file()
+    section = render("study_section.html.j2", study=view)
+    assert section.startswith("<section class='study' id='study-tiny'>")
+    assert section.rstrip().endswith("</section>") and "<h2>Study: tiny</h2>" in section
 
     # a changed study does not silently mix with the runs already there
     changed = tiny_study(mnist_dir)

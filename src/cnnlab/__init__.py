@@ -3,10 +3,9 @@
 The Python API mirrors the CLI, one function per verb: ``generate_lines`` / ``lines_config`` /
 ``load_dataset`` (``cnnlab data``), ``check_dataset`` (``cnnlab data check``), ``train``
 (``cnnlab train``), ``evaluate_run`` (``cnnlab evaluate``), ``load_run`` and ``predict``
-(``cnnlab predict``), ``run_study`` (``cnnlab study``) and ``reproduce`` (``cnnlab reproduce``).
+(``cnnlab predict``), ``report_runs`` (``cnnlab report``), ``run_study`` (``cnnlab study``) and
+``reproduce`` (``cnnlab reproduce``).
 """
-
-__version__ = "0.1.0"
 
 from cnnlab.data import (
     ImageDataset,
@@ -19,10 +18,12 @@ from cnnlab.data import (
 )
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_run
+from cnnlab.pipeline import report_runs
 from cnnlab.predict import predict
 from cnnlab.reproduce import reproduce
 from cnnlab.study import run_study
 from cnnlab.training import load_run, train
+from cnnlab.version import __version__
 
 __all__ = [
     "CnnlabError",
@@ -37,6 +38,7 @@ __all__ = [
     "load_mnist",
     "load_run",
     "predict",
+    "report_runs",
     "reproduce",
     "run_study",
     "train",

@@ -149,7 +149,7 @@ def _add_data_check_command(kinds: argparse._SubParsersAction) -> None:
         help="look for duplicate images, test images copied from training, conflicting labels",
         description="Check a dataset: exact duplicates (by pixels) within and across its train "
         "and test splits, identical images with different labels, class counts per split. "
-        "The same check runs at the start of every training and is kept in run.json.",
+        "The same check runs at the start of every training and is kept in the run's record.",
     )
     check.add_argument(
         "source",
@@ -264,14 +264,15 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cnnlab.report import build_report
-    from cnnlab.report.inside import needs_pictures
+    from cnnlab.pipeline import report_runs
 
-    missing = [d for d in args.run_dirs if args.inside and d.is_dir() and needs_pictures(d)]
-    if missing:
-        print(f"looking inside {len(missing)} run(s) first (cnnlab visualize; up to a minute each)")
-    out = build_report(
-        args.run_dirs, args.out, args.markdown, figures_dir=args.figures, inside=args.inside
+    out = report_runs(
+        args.run_dirs,
+        args.out,
+        args.markdown,
+        figures_dir=args.figures,
+        inside=args.inside,
+        log=print,
     )
     print(f"report written: {out}" + (f" (summary: {args.markdown})" if args.markdown else ""))
     return 0
@@ -315,6 +316,7 @@ def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
 
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab.predict import read_images
+    from cnnlab.runfolder import RunFolder
     from cnnlab.training import load_run
     from cnnlab.visualize import print_scores, visualize_run
 
@@ -322,7 +324,7 @@ def _visualize(args: argparse.Namespace) -> int:
     if args.images is not None:
         images, _ = read_images(args.images, load_run(args.run_dir).preprocess)
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
-    out = args.out or args.run_dir / "visualize"
+    out = args.out or RunFolder(args.run_dir).visualize
     summary = visualize_run(
         args.run_dir,
         out,
@@ -361,19 +363,15 @@ def _add_models_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    import yaml
-
     from cnnlab.models import create_model, describe, model_names, model_options
+    from cnnlab.overrides import parse_set
 
     if args.name is None:
         for name in model_names():
             options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
             print(f"{name}: {options or 'no options'}")
         return 0
-    options = {}
-    for item in args.options:
-        key, _, value = item.partition("=")
-        options[key] = yaml.safe_load(value)
+    options = parse_set(args.options, f"model {args.name!r}", example="channels=[32,64]")
     model = create_model(args.name, args.channels, args.classes, **options)
     print(f"{args.name} for {args.channels}x28x28 input, {args.classes} classes:")
     print(describe(model))
@@ -604,7 +602,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cnnlab import __version__
+    from cnnlab.version import __version__
 
     parser = _Parser(
         prog="cnnlab",

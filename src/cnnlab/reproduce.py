@@ -14,7 +14,7 @@ Steps, each skipped when already done in ``out`` (so a killed reproduction conti
 5. ``report``: ``out/report.html`` (front page: cnnlab beside the study's table) and
    ``out/summary.md``; always rebuilt.
 
-``quick`` trains on a few thousand images for 2 epochs: a few minutes on two CPU cores, every
+``quick`` trains on a few thousand images for 2 epochs: every
 step exercised, every page labelled as quick. ``out/reproduce.json`` records the mode and the
 seconds each step took.
 """
@@ -22,7 +22,6 @@ seconds each step took.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,20 +30,36 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
+from cnnlab.runfolder import RunFolder
 from cnnlab.training.run import resolve_device
 
-RUNS: tuple[str, ...] = (
-    "part1-mnist",
-    "part1-lines",
-    "part2-mnist",
-    "part2-lines",
-    "multihead-lines",
-    "multihead-lines-plus",
-)
-"""The study's models (Task 1 part 1 and 2, Task 2) plus cnnlab's stronger multi-head net."""
 
-BEYOND: tuple[str, ...] = ("multihead-lines-plus",)
+@dataclass(frozen=True)
+class Model:
+    """One model of the reproduction: its run preset, its place when workers take runs longest
+    first (by measured wall time), and whether it goes beyond the study's table."""
+
+    preset: str
+    longest: int
+    beyond: bool = False
+
+
+MODELS: tuple[Model, ...] = (
+    Model("part1-mnist", 3),
+    Model("part1-lines", 1),
+    Model("part2-mnist", 2),
+    Model("part2-lines", 6),
+    Model("multihead-lines", 4),
+    Model("multihead-lines-plus", 5, beyond=True),
+)
+"""The study's models (Task 1 part 1 and 2, Task 2) plus cnnlab's stronger multi-head net, in
+the report's order."""
+
+RUNS: tuple[str, ...] = tuple(m.preset for m in MODELS)
+BEYOND: tuple[str, ...] = tuple(m.preset for m in MODELS if m.beyond)
 """Runs that go beyond the study's table (shown under it on the front page)."""
+LONGEST_FIRST: tuple[str, ...] = tuple(m.preset for m in sorted(MODELS, key=lambda m: m.longest))
+"""The order in which workers take the runs."""
 
 STUDIES: tuple[str, ...] = ("variations-mnist", "variations-lines")
 """The variation studies of Task 1, part 2."""
@@ -69,16 +84,6 @@ SCORE_IMAGES = {False: 512, True: 128}
 
 FILTER_STEPS = {False: 256, True: 64}
 """Gradient-ascent steps of the filter images (full, quick)."""
-
-LONGEST_FIRST: tuple[str, ...] = (
-    "part1-lines",
-    "part2-mnist",
-    "part1-mnist",
-    "multihead-lines",
-    "multihead-lines-plus",
-    "part2-lines",
-)
-"""The runs by their measured wall time, longest first: the order in which workers take them."""
 
 PIPELINE_STEPS = ("train", "evaluate", "transfer", "visualize")
 
@@ -115,9 +120,9 @@ def reproduce(
     ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every training, after the
     quick-mode ones: e.g. tiny slices for a test. ``studies=False`` skips the variation studies.
     ``jobs`` is how many runs train at once, each in a process of its own with cores // jobs
-    threads (on this 2-core machine two 1-thread trainings do 14% more work than one 2-thread
-    one); the six models are taken longest first, then the studies' runs. On a GPU the six
-    models train one after the other. The thread count changes float rounding, so an
+    threads (the README gives the gain measured on a small CPU); the six models are taken
+    longest first, then the studies' runs. On a GPU the six models train one after the
+    other. The thread count changes float rounding, so an
     interrupted reproduction continues bit-identically when run again with the same ``jobs``.
     """
     if jobs < 1:
@@ -147,21 +152,23 @@ def reproduce(
     run_dirs = [out / "runs" / preset for preset in RUNS]
     transfers = tuple((v, str(out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
 
+    datasets = {preset: preset_dataset(preset) for preset in RUNS}
+
     def todo(preset: str) -> tuple[str, ...]:
-        wanted = [s for s in PIPELINE_STEPS if s != "transfer" or "lines" in preset]
+        wanted = [s for s in PIPELINE_STEPS if s != "transfer" or datasets[preset] == "lines"]
         return tuple(s for s in wanted if f"{s} {preset}" not in steps)
 
     pending = [
         Pipeline(
             preset,
             str(out / "runs" / preset),
-            _run_overrides(preset, quick, overrides, lines_file, mnist_dir),
+            _run_overrides(datasets[preset], quick, overrides, lines_file, mnist_dir),
             device,
             quick,
             todo(preset),
-            transfers if "lines" in preset else (),
+            transfers if datasets[preset] == "lines" else (),
         )
-        for preset in sorted(RUNS, key=LONGEST_FIRST.index)
+        for preset in LONGEST_FIRST
     ]
     for pipeline in pending:
         for name in (f"{s} {pipeline.preset}" for s in PIPELINE_STEPS):
@@ -182,8 +189,7 @@ def reproduce(
         for name in STUDIES:
             study_dir = out / "studies" / name
             study_dirs.append(study_dir)
-            dataset = "lines" if name.endswith("lines") else "mnist"
-            extra = _data_overrides(dataset, lines_file, mnist_dir) + list(overrides)
+            extra = _data_overrides(study_dataset(name), lines_file, mnist_dir) + list(overrides)
             step(
                 f"study {name}",
                 lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, jobs),
@@ -313,14 +319,27 @@ def _data_overrides(dataset: str, lines_file: Path, mnist_dir: str | Path | None
     return [f"data.mnist_dir={mnist_dir}"] if mnist_dir else []
 
 
+def preset_dataset(preset: str) -> str:
+    """The dataset a run preset trains on (``mnist`` or ``lines``)."""
+    from cnnlab.training import load_config
+
+    return load_config(preset).data.dataset
+
+
+def study_dataset(name: str) -> str:
+    """The dataset a study preset's runs train on."""
+    from cnnlab.study import load_study
+
+    return load_study(name, quick=True).runs[0].config.data.dataset
+
+
 def _run_overrides(
-    preset: str,
+    dataset: str,
     quick: bool,
     overrides: Sequence[str],
     lines_file: Path,
     mnist_dir: str | Path | None,
 ) -> list[str]:
-    dataset = "lines" if "lines" in preset else "mnist"
     quick_set = list(QUICK[dataset]) if quick else []
     return _data_overrides(dataset, lines_file, mnist_dir) + quick_set + list(overrides)
 
@@ -328,17 +347,9 @@ def _run_overrides(
 def _train(
     preset: str, run_dir: Path, overrides: list[str], device: str | None, quiet: bool
 ) -> None:
-    from cnnlab.training import train
+    from cnnlab.training.run import continue_run
 
-    info = run_dir / "run.json"
-    if info.is_file() and json.loads(info.read_text()).get("status") == "finished":
-        return
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        train(None, resume=run_dir, device=device, quiet=quiet)  # type: ignore[arg-type]
-        return
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # started but never checkpointed: nothing to continue
-    train(preset, out=run_dir, overrides=tuple(overrides), device=device, quiet=quiet)
+    continue_run(preset, run_dir, overrides=tuple(overrides), device=device, quiet=quiet)
 
 
 def _evaluate(run_dir: Path) -> None:
@@ -357,12 +368,11 @@ def _transfer(run_dir: Path, transfers: tuple[tuple[str, str], ...]) -> None:
 def _visualize(run_dir: Path, quick: bool) -> None:
     from cnnlab.visualize import FilterSettings, visualize_run
 
-    info = json.loads((run_dir / "run.json").read_text())
-    has_masks = bool(info["dataset"].get("factor_levels"))  # Lines: scored against its masks
+    folder = RunFolder(run_dir)
     visualize_run(
         run_dir,
-        run_dir / "visualize",
-        score=has_masks,
+        folder.visualize,
+        score=folder.read_info().dataset.masks,  # Lines: heatmaps scored against its masks
         score_images=SCORE_IMAGES[quick],
         filter_settings=FilterSettings(steps=FILTER_STEPS[quick]),
     )
@@ -383,16 +393,16 @@ def _report(
     wall_seconds: float | None,
 ) -> Path:
     from cnnlab.report import build_report
-    from cnnlab.report.front import front_section
+    from cnnlab.report.front import FrontView, front_view
     from cnnlab.report.records import RunRecord
-    from cnnlab.study.report import study_section
+    from cnnlab.study.report import StudyView, study_view
 
     studies = [(f"study-{d.name}", f"Variation study: {d.name}") for d in study_dirs]
 
-    def front(records: Sequence[RunRecord]) -> str:
+    def front(records: Sequence[RunRecord]) -> FrontView:
         pairs = zip(run_dirs, records, strict=True)
         by_name = {d.name: (i, r) for i, (d, r) in enumerate(pairs, 1)}
-        return front_section(
+        return front_view(
             by_name,
             quick=quick,
             steps=list(steps.items()),
@@ -402,9 +412,8 @@ def _report(
             transfer_order=TRANSFER_VARIANTS,
         )
 
-    def appendix(fig_dir: Path) -> list[tuple[str, str, str]]:
-        pairs = zip(studies, study_dirs, strict=True)
-        return [(anchor, title, study_section(d, fig_dir)) for (anchor, title), d in pairs]
+    def appendix(fig_dir: Path) -> list[StudyView]:
+        return [study_view(d, fig_dir) for d in study_dirs]
 
     return build_report(
         run_dirs,

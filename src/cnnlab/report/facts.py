@@ -1,9 +1,11 @@
-"""The comparison table's rows and the number formats every part of a report shares."""
+"""The facts a report states about runs (comparison rows, heads, held-out classes, transfers,
+headlines) and the number formats every page shares."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.report.records import RunRecord
@@ -144,6 +146,39 @@ def head_rows(record: RunRecord) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class HeadsCheck:
+    """Whether a multi-head run's test metrics agree with themselves: each head's accuracy and
+    confusion matrix against that factor of the decoded class, the joint accuracy against the
+    decoded-class accuracy."""
+
+    heads: int
+    """How many heads were checked."""
+    mismatched: tuple[str, ...]
+    """The heads that disagree, then ``joint accuracy`` when that does; empty when all agree."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched
+
+
+def heads_check(record: RunRecord) -> HeadsCheck | None:
+    """The metrics consistency check of a multi-head run (``None`` without heads or without a
+    factor analysis to check against)."""
+    if not record.heads or not record.factor_analysis:
+        return None
+    rows = head_rows(record)
+    disagree = [r["name"] for r in rows if not r["agrees"] or r["accuracy"] != r["decoded"]]
+    if record.metrics.get("joint_accuracy") != record.metrics.get("accuracy"):
+        disagree.append("joint accuracy")
+    return HeadsCheck(len(rows), tuple(disagree))
+
+
+def sentence(text: str) -> str:
+    """``text`` with its first letter capitalised (the rest as it is)."""
+    return text[:1].upper() + text[1:]
 
 
 def heads_line(record: RunRecord) -> str | None:

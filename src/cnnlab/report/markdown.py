@@ -5,9 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from cnnlab.report.inside import inside_line
-from cnnlab.report.records import RunRecord
-from cnnlab.report.summary import (
+from cnnlab.report.facts import (
     TEXT_COLUMNS,
     TRANSFER_TITLE,
     comparison_columns,
@@ -16,6 +14,8 @@ from cnnlab.report.summary import (
     mixed_test_sets_note,
     transfer_table,
 )
+from cnnlab.report.inside_words import inside_line
+from cnnlab.report.records import RunRecord
 
 
 def cell(text: str) -> str:
@@ -43,7 +43,7 @@ def markdown_summary(records: Sequence[RunRecord]) -> str:
     for record in records:
         lines += ["", f"## {cell(record.label)}", ""]
         lines += [f"- {cell(line)}" for line in headline(record)]
-        inside = inside_line(record.path)
+        inside = inside_line(record.pictures.scores if record.pictures else None)
         if inside:
             lines.append(f"- {cell(inside)}")
         lines += transfer_markdown(record)

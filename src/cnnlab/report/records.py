@@ -1,13 +1,12 @@
 """A run folder read for a report: its config text, provenance, history and test metrics.
 
-Reading checks that the folder is a finished run and evaluates it on the test split when it has
-no ``metrics-test.json`` yet (or when that file is older than the model). Evaluations on other
-data (``metrics-transfer-*.json``, from ``cnnlab evaluate --dataset``) are read as they are.
+Reading checks that the folder is a finished, evaluated run (the caller evaluates first:
+:func:`cnnlab.pipeline.prepare_runs`) and reads its evaluations on other data as they are.
+The files and their shapes are :mod:`cnnlab.runfolder`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-
-METRICS_FILE = "metrics-test.json"
+from cnnlab.runfolder import Pictures, RunFolder, RunInfo, read_metrics
 
 
 @dataclass(frozen=True)
@@ -26,20 +24,29 @@ class RunRecord:
     path: Path
     label: str
     config_text: str
-    info: dict[str, Any]
+    run: RunInfo
     history: list[dict[str, float]]
     metrics: dict[str, Any]
     transfers: tuple[dict[str, Any], ...] = ()
     """The metrics of each evaluation on other data, in file-name order."""
+    pictures: Pictures | None = None
+    """The run's visualize folder, checked (None: none, or it cannot be shown)."""
+    pictures_problem: str | None = None
+    """Why the visualize folder cannot be shown."""
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """``run.json`` as plain values (see :attr:`run` for the typed record)."""
+        return self.run.to_dict()
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.metrics.get("class_names") or self.info["dataset"]["class_names"])
+        return list(self.metrics["class_names"])
 
     @property
     def factor_levels(self) -> dict[str, list[str]]:
         """The dataset's factors and their levels (empty unless the classes are factorised)."""
-        levels = self.info.get("dataset", {}).get("factor_levels") or {}
+        levels = self.run.dataset.factor_levels
         return {name: [str(v) for v in values] for name, values in levels.items()}
 
     @property
@@ -77,15 +84,13 @@ class RunRecord:
     @property
     def holdout(self) -> dict[str, Any] | None:
         """``dataset.provenance.holdout`` of ``run.json``: the held-out spec and ``classes``."""
-        provenance = self.info.get("dataset", {}).get("provenance") or {}
-        holdout = provenance.get("holdout")
+        holdout = self.run.dataset.provenance.get("holdout")
         return holdout if isinstance(holdout, dict) and holdout.get("classes") else None
 
     @property
     def data_check(self) -> dict[str, Any] | None:
         """``run.json``'s ``data_check`` (duplicate and overlap counts), if training wrote one."""
-        check = self.info.get("data_check")
-        return check if isinstance(check, dict) else None
+        return self.run.data_check
 
     @property
     def test_overlap(self) -> bool:
@@ -199,69 +204,31 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
 
 
 def read_run(run_dir: Path, label: str) -> RunRecord:
-    """One finished run folder as a :class:`RunRecord`; a clear :class:`CnnlabError` if not."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CnnlabError(f"{run_dir}: no such run folder")
-    for name in ("config.yaml", "run.json"):
-        if not (run_dir / name).is_file():
-            raise CnnlabError(f"{run_dir}: not a run folder (no {name})")
-    info = _read_json(run_dir / "run.json")
-    if not (run_dir / "model.safetensors").is_file():
-        status = info.get("status", "unknown")
+    """One finished, evaluated run folder as a :class:`RunRecord`; a clear
+    :class:`CnnlabError` if it is not one."""
+    folder = RunFolder(run_dir)
+    folder.require(finished=True)
+    if not folder.evaluated():
+        what = "older than its model" if folder.metrics().is_file() else "not evaluated"
         raise CnnlabError(
-            f"{run_dir}: the run has no model.safetensors (status: {status}); finish it first "
-            f"with cnnlab train --resume {run_dir}"
+            f"{folder.path}: the run is {what}; evaluate it first with cnnlab evaluate "
+            f"{folder.path} (cnnlab report does it for you)"
         )
-    history_path = run_dir / "history.csv"
-    history = _read_history(history_path) if history_path.is_file() else []
     return RunRecord(
-        path=run_dir,
+        path=folder.path,
         label=label,
-        config_text=(run_dir / "config.yaml").read_text(),
-        info=info,
-        history=history,
-        metrics=_test_metrics(run_dir),
-        transfers=_transfer_metrics(run_dir),
+        config_text=folder.config.read_text(),
+        run=folder.read_info(),
+        history=folder.read_history(),
+        metrics=folder.read_metrics(),
+        transfers=tuple(read_metrics(path) for path in folder.transfer_metrics()),
+        **dict(zip(("pictures", "pictures_problem"), pictures_of(folder), strict=True)),
     )
 
 
-def _test_metrics(run_dir: Path) -> dict[str, Any]:
-    """``metrics-test.json``, evaluated first if missing or older than ``model.safetensors``."""
-    path = run_dir / METRICS_FILE
-    model = run_dir / "model.safetensors"
-    if path.is_file() and path.stat().st_mtime >= model.stat().st_mtime:
-        return _read_json(path)
-    from cnnlab.evaluate import evaluate_run
-
+def pictures_of(folder: RunFolder) -> tuple[Pictures | None, str | None]:
+    """The run's visualize folder and, when it cannot be shown, why (never raises)."""
     try:
-        return evaluate_run(run_dir, "test", write=os.access(run_dir, os.W_OK))
+        return folder.read_pictures(), None
     except CnnlabError as exc:
-        raise CnnlabError(f"{run_dir}: no {METRICS_FILE}, and evaluating failed: {exc}") from None
-
-
-def _transfer_metrics(run_dir: Path) -> tuple[dict[str, Any], ...]:
-    """Every ``metrics-transfer-*.json`` of the run (the evaluation's file-name rule)."""
-    from cnnlab.evaluate.evaluation import result_files
-
-    pattern = result_files(run_dir, "test", "*")[0].name
-    return tuple(_read_json(path) for path in sorted(run_dir.glob(pattern)))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CnnlabError(f"{path}: cannot read ({exc})") from None
-    if not isinstance(data, dict):
-        raise CnnlabError(f"{path}: expected a JSON object")
-    return data
-
-
-def _read_history(path: Path) -> list[dict[str, float]]:
-    from cnnlab.training.run import read_history
-
-    try:
-        return read_history(path)
-    except (OSError, ValueError, TypeError) as exc:
-        raise CnnlabError(f"{path}: cannot read the history ({exc})") from None
+        return None, str(exc)

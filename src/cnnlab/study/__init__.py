@@ -11,12 +11,12 @@ from typing import Any
 from cnnlab.study.runner import run_study
 from cnnlab.study.spec import Study, load_study, study_names
 
-__all__ = ["Study", "load_study", "run_study", "study_names", "study_section", "write_report"]
+__all__ = ["Study", "load_study", "run_study", "study_names", "study_view", "write_report"]
 
 
 def __getattr__(name: str) -> Any:
     """The report functions load matplotlib: only when asked for."""
-    if name in ("study_section", "write_report"):
+    if name in ("study_view", "write_report"):
         from cnnlab.study import report
 
         return getattr(report, name)

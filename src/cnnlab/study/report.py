@@ -1,17 +1,17 @@
-"""The study report: ``DIR/report.html`` and ``study_section`` for embedding in other reports.
+"""The study report: ``DIR/report.html``, and :func:`study_view` for embedding in other reports.
 
 Everything comes from ``DIR/summary.json``: the per-variant table with its noise verdicts, the
 differences from the baseline with their intervals, and each variant's test accuracy and loss
 per epoch (mean over seeds, with the seeds' min-max band). Figures use the report's style
-(:mod:`cnnlab.report.figures`) and the page its CSS (:mod:`cnnlab.report.html`).
+(:mod:`cnnlab.report.figures`); the page is ``templates/study.html.j2`` over :class:`StudyView`
+(:mod:`cnnlab.report.render`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,93 +19,97 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from cnnlab.errors import CnnlabError
 from cnnlab.report import figures
-from cnnlab.report.html import CSS, Raw, _figure, _table, _write_text, esc
-from cnnlab.study.results import pm, seconds_text, seeds_text, target_text
+from cnnlab.report.render import Cell, Table, figure, render, table, write_text
+from cnnlab.report.render import Figure as PageFigure
+from cnnlab.study.results import (
+    REPORT_FILE,
+    pm,
+    read_summary,
+    seconds_text,
+    seeds_text,
+    target_text,
+)
 
-VERDICT_STYLE = {
-    "better": "color:#1a7f37;font-weight:600",
-    "worse": "color:#b00020;font-weight:600",
-    "within noise": "color:#5b6475",
-    "baseline": "font-style:italic",
+VERDICT_CLASS = {
+    "better": "verdict better",
+    "worse": "verdict worse",
+    "within noise": "verdict noise",
+    "baseline": "verdict baseline",
 }
+"""The CSS classes (``static/report.css``) of each verdict in the table."""
+
+
+@dataclass(frozen=True)
+class StudyMeta:
+    """The settings line under a study's heading."""
+
+    base: str
+    settings: str
+    seeds: str
+    test_images: str
+    runs_done: int
+    runs_planned: int
+    target: str | None
+    quick: bool
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What a study's section shows (``templates/study_section.html.j2``): ``anchor`` is its
+    id, ``title`` its name in a report's contents."""
+
+    anchor: str
+    title: str
+    name: str
+    description: str
+    meta: StudyMeta
+    table: Table
+    rule: str
+    differences: PageFigure | None
+    curves: tuple[PageFigure, ...]
+    per_seed: Table
 
 
 def write_report(study_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the standalone page (``DIR/report.html``); figures are kept in ``DIR/figures``."""
     study_dir = Path(study_dir)
-    out = Path(out) if out is not None else study_dir / "report.html"
-    section = study_section(study_dir, study_dir / "figures")
-    name = _summary(study_dir)["study"]["name"]
-    from cnnlab import __version__
-
-    page = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            "<html lang='en'>",
-            "<head>",
-            "<meta charset='utf-8'>",
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-            f"<title>cnnlab study: {esc(name)}</title>",
-            f"<style>{CSS}</style>",
-            "</head>",
-            "<body>",
-            "<header>",
-            f"<h1>cnnlab study: {esc(name)}</h1>",
-            f"<p class='meta'>generated {esc(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by "
-            f"cnnlab {esc(__version__)} from <span class='path'>{esc(study_dir)}</span>.</p>",
-            "</header>",
-            section,
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )
-    _write_text(out, page, "study report")
+    out = Path(out) if out is not None else study_dir / REPORT_FILE
+    study = study_view(study_dir, study_dir / "figures")
+    write_text(out, render("study.html.j2", study=study, folder=str(study_dir)), "study report")
     return out
 
 
-def study_section(study_dir: str | Path, fig_dir: str | Path) -> str:
-    """The study as one HTML ``<section>`` (figures drawn into ``fig_dir``, embedded)."""
+def study_view(study_dir: str | Path, fig_dir: str | Path) -> StudyView:
+    """The study's section from ``DIR/summary.json`` (figures drawn into ``fig_dir``, to be
+    embedded)."""
     study_dir, fig_dir = Path(study_dir), Path(fig_dir)
     summary = _summary(study_dir)
     study = summary["study"]
     fig_dir.mkdir(parents=True, exist_ok=True)
     stem = f"study-{study['name']}"
-    parts = [
-        f"<section class='study' id='{esc(stem)}'>",
-        f"<h2>Study: {esc(study['name'])}</h2>",
-    ]
-    if study.get("description"):
-        parts.append(f"<p>{esc(study['description'])}</p>")
-    parts += [
-        f"<p class='meta'>{_meta(summary)}</p>",
-        f"<div class='wide'>{_summary_table(summary)}</div>",
-        f"<p class='note'>{esc(summary['rule'])}</p>",
-    ]
     variants = summary["variants"]
+    differences = None
     if any(v["accuracy_diff"] for v in variants):
         path = plot_differences(variants, study["baseline"], fig_dir / f"{stem}-differences.png")
-        parts += [
-            "<h3>Test accuracy against the baseline</h3>",
-            _figure(path, f"differences from {study['baseline']}"),
-        ]
+        differences = figure(path, f"differences from {study['baseline']}")
     curves = {k: v for k, v in summary["curves"].items() if v}
-    if curves:
-        paths = [
-            plot_study_curves(curves, study["baseline"], m, fig_dir / f"{stem}-{m}.png")
-            for m in ("test_acc", "test_loss")
-        ]
-        figs = "".join(_figure(p, f"{p.stem.rsplit('-', 1)[-1]} per epoch") for p in paths)
-        parts += [
-            "<h3>Learning curves</h3>",
-            f"<div class='figures'>{figs}</div>",
-            "<p class='note'>Test accuracy and loss per epoch: the mean over seeds (line) and "
-            "the lowest to highest seed (band); the baseline in black.</p>",
-        ]
-    parts += [_per_seed(summary), "</section>"]
-    return "\n".join(parts)
+    paths = [
+        plot_study_curves(curves, study["baseline"], m, fig_dir / f"{stem}-{m}.png")
+        for m in (("test_acc", "test_loss") if curves else ())
+    ]
+    return StudyView(
+        anchor=stem,
+        title=f"Variation study: {study['name']}",
+        name=str(study["name"]),
+        description=str(study.get("description") or ""),
+        meta=_meta(summary),
+        table=_summary_table(summary),
+        rule=str(summary["rule"]),
+        differences=differences,
+        curves=tuple(figure(p, f"{p.stem.rsplit('-', 1)[-1]} per epoch") for p in paths),
+        per_seed=_per_seed(summary),
+    )
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -182,37 +186,29 @@ def plot_differences(variants: Sequence[Mapping[str, Any]], baseline: str, path:
     return figures._save(fig, path)
 
 
-# -- HTML pieces --------------------------------------------------------------------------------
+# -- what the section shows ---------------------------------------------------------------------
 
 
 def _summary(study_dir: Path) -> dict[str, Any]:
-    path = study_dir / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CnnlabError(f"{study_dir}: no summary.json; run the study first") from None
-    except ValueError as exc:
-        raise CnnlabError(f"{path}: not valid JSON ({exc})") from None
+    return read_summary(study_dir)
 
 
-def _meta(summary: dict[str, Any]) -> str:
+def _meta(summary: dict[str, Any]) -> StudyMeta:
     study = summary["study"]
-    settings = "; ".join(f"{k}={v}" for k, v in study["set"].items()) or "none"
-    parts = [
-        f"Base config <code>{esc(study['base'])}</code>",
-        f"set for every run: <code>{esc(settings)}</code>",
-        f"seeds {esc(', '.join(str(s) for s in study['seeds']))}",
-        f"{summary['test_images']:,d} test images per run",
-        f"{summary['runs_done']} of {summary['runs_planned']} runs done",
-    ]
-    if summary.get("target") is not None:
-        parts.append(f"target accuracy {summary['target']:.4f}")
-    if study.get("quick"):
-        parts.append("<strong>quick settings (--quick)</strong>")
-    return "; ".join(parts) + "."
+    target = summary.get("target")
+    return StudyMeta(
+        base=str(study["base"]),
+        settings="; ".join(f"{k}={v}" for k, v in study["set"].items()) or "none",
+        seeds=", ".join(str(s) for s in study["seeds"]),
+        test_images=f"{summary['test_images']:,d}",
+        runs_done=summary["runs_done"],
+        runs_planned=summary["runs_planned"],
+        target=None if target is None else f"{target:.4f}",
+        quick=bool(study.get("quick")),
+    )
 
 
-def _summary_table(summary: dict[str, Any]) -> str:
+def _summary_table(summary: dict[str, Any]) -> Table:
     headers = (
         "variant",
         "changes from the base config",
@@ -235,10 +231,9 @@ def _summary_table(summary: dict[str, Any]) -> str:
         seconds = e["train_seconds_mean"]
         noise = diff["noise"] if diff else None
         verdict = e["verdict"]
-        style = VERDICT_STYLE.get(verdict, "")
         rows.append(
             [
-                Raw(f"<th>{esc(e['variant'])}</th>"),
+                Cell(e["variant"], header=True),
                 e["overrides_text"],
                 f"{e['parameters']:,d}" if e.get("parameters") else "",
                 f"{flops / 1e6:,.1f}" if flops else "",
@@ -247,28 +242,24 @@ def _summary_table(summary: dict[str, Any]) -> str:
                 pm(e["test_accuracy"], 4),
                 pm(diff, 4, sign=True) if diff else "",
                 f"{noise:.4f}" if noise is not None else "",
-                Raw(f"<span style='{style}'>{esc(verdict)}</span>"),
+                Cell(verdict, span=VERDICT_CLASS.get(verdict, "verdict")),
                 pm(e["test_loss"], 4),
                 pm(e["loss_diff"], 4, sign=True) if e["loss_diff"] else "",
                 target_text(e["epochs_to_target"]),
             ]
         )
-    return _table(headers, rows, numeric=(2, 3, 4, 5, 6, 7, 8, 10, 11), cls="comparison")
+    return table(headers, rows, numeric=(2, 3, 4, 5, 6, 7, 8, 10, 11), cls="comparison")
 
 
-def _per_seed(summary: dict[str, Any]) -> str:
+def _per_seed(summary: dict[str, Any]) -> Table:
+    """Every run's test accuracy: one row per variant, one column per seed."""
     seeds = [str(s) for s in summary["study"]["seeds"]]
     rows = []
     for e in summary["variants"]:
-        cells: list[Any] = [Raw(f"<th>{esc(e['variant'])}</th>")]
+        cells: list[Any] = [Cell(e["variant"], header=True)]
         for seed in seeds:
             result = e["per_seed"].get(seed)
             cells.append(f"{result['test_accuracy']:.4f}" if result else "–")
         rows.append(cells)
     headers = ("variant", *(f"seed {s}" for s in seeds))
-    table = _table(headers, rows, numeric=range(1, len(headers)))
-    return (
-        "<details><summary>Test accuracy of every run</summary>"
-        f"{table}<p class='note'>Runs are in <code>runs/&lt;variant&gt;-seed&lt;k&gt;</code>; "
-        "the same seed gives every variant the same split and batch order.</p></details>"
-    )
+    return table(headers, rows, numeric=range(1, len(headers)))
