@@ -8,16 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cnnlab import overrides
 from cnnlab.errors import CnnlabError
-from cnnlab.overrides import (
-    apply_overrides,
-    check_known,
-    load_yaml_mapping,
-    merge_overrides,
-    parse_set,
-    preset_names,
-    read_source,
-)
 from cnnlab.study import load_study, study_names
 from cnnlab.training.config import load_config
 from cnnlab.training.config import preset_names as run_preset_names
@@ -26,7 +18,7 @@ from cnnlab.training.config import preset_names as run_preset_names
 
 
 def test_values_are_typed_by_yaml_and_keys_stay_dotted() -> None:
-    parsed = parse_set(
+    parsed = overrides.parse_set(
         [
             "train.epochs=3",
             "train.lr=0.01",
@@ -60,17 +52,17 @@ def test_values_are_typed_by_yaml_and_keys_stay_dotted() -> None:
 
 
 def test_a_value_that_is_not_yaml_is_kept_as_text() -> None:
-    assert parse_set(["name=a: b: c", "data.mnist_dir=x=y"], "o") == {
+    assert overrides.parse_set(["name=a: b: c", "data.mnist_dir=x=y"], "o") == {
         "name": "a: b: c",
         "data.mnist_dir": "x=y",
     }
 
 
 def test_a_key_given_twice_takes_effect_where_it_was_given_last() -> None:
-    parsed = parse_set(["model.filters=4", "model={name: part1}", "model.filters=6"], "o")
+    parsed = overrides.parse_set(["model.filters=4", "model={name: part1}", "model.filters=6"], "o")
     assert list(parsed.items()) == [("model", {"name": "part1"}), ("model.filters", 6)]
     raw: dict = {}
-    apply_overrides(raw, parsed, "o")
+    overrides.apply_overrides(raw, parsed, "o")
     assert raw == {"model": {"name": "part1", "filters": 6}}
 
 
@@ -86,7 +78,7 @@ def test_a_key_given_twice_takes_effect_where_it_was_given_last() -> None:
 )
 def test_bad_set_items_are_refused_in_one_line(item: str, message: str) -> None:
     with pytest.raises(CnnlabError, match=message) as caught:
-        parse_set(["train.lr=0.1", item], "origin")
+        overrides.parse_set(["train.lr=0.1", item], "origin")
     assert "\n" not in str(caught.value)
 
 
@@ -96,7 +88,7 @@ def test_bad_set_items_are_refused_in_one_line(item: str, message: str) -> None:
 def test_dotted_keys_nest_create_sections_and_replace_whole_values() -> None:
     raw = {"train": {"lr": 0.1, "epochs": 2}, "data": None, "model": {"name": "part1", "x": 1}}
     shared = [1, 2]
-    apply_overrides(
+    overrides.apply_overrides(
         raw,
         {"train.lr": 0.5, "data.lines.per_class": 3, "model": {"name": "convnet"}, "a.b": shared},
         "o",
@@ -114,15 +106,15 @@ def test_dotted_keys_nest_create_sections_and_replace_whole_values() -> None:
 def test_a_path_through_a_value_is_refused_naming_the_key() -> None:
     raw = {"train": {"lr": 0.1}}
     with pytest.raises(CnnlabError, match=r"^o: train\.lr\.x: train\.lr is 0\.1, not a section"):
-        apply_overrides(raw, {"train.lr.x": 1}, "o")
+        overrides.apply_overrides(raw, {"train.lr.x": 1}, "o")
     with pytest.raises(CnnlabError, match=r"^o: 'a\.\.b': 'a\.\.b' has an empty part"):
-        apply_overrides(raw, {"a..b": 1}, "o")
+        overrides.apply_overrides(raw, {"a..b": 1}, "o")
 
 
 def test_merge_is_applying_one_layer_after_another() -> None:
-    merged = merge_overrides({"model.x": 1, "model": {"name": "a"}}, {"model.x": 2})
+    merged = overrides.merge_overrides({"model.x": 1, "model": {"name": "a"}}, {"model.x": 2})
     raw: dict = {}
-    apply_overrides(raw, merged, "o")
+    overrides.apply_overrides(raw, merged, "o")
     assert raw == {"model": {"name": "a", "x": 2}}
 
 
@@ -130,41 +122,41 @@ def test_merge_is_applying_one_layer_after_another() -> None:
 
 
 def test_unknown_keys_are_listed_with_the_valid_ones() -> None:
-    check_known({"lr": 1}, ("lr", "epochs"), "o", "train.")
+    overrides.check_known({"lr": 1}, ("lr", "epochs"), "o", "train.")
     with pytest.raises(
         CnnlabError, match=r"^o: unknown key\(s\) train\.lrr, train\.z; valid keys in train: lr, ep"
     ):
-        check_known({"z": 1, "lrr": 1, "lr": 2}, ("lr", "epochs"), "o", "train.")
+        overrides.check_known({"z": 1, "lrr": 1, "lr": 2}, ("lr", "epochs"), "o", "train.")
     with pytest.raises(CnnlabError, match=r"^o: unknown key\(s\) 3, colour; valid keys: a, b$"):
-        check_known({"colour": 1, 3: 2}, ("a", "b"), "o", "")
+        overrides.check_known({"colour": 1, 3: 2}, ("a", "b"), "o", "")
 
 
 def test_read_source_reads_files_and_presets_and_lists_presets(tmp_path: Path) -> None:
-    assert preset_names("presets") == run_preset_names()
-    assert preset_names("presets/studies") == study_names()
+    assert overrides.preset_names("presets") == run_preset_names()
+    assert overrides.preset_names("presets/studies") == study_names()
     assert "part1-mnist" in run_preset_names() and "variations-mnist" in study_names()
-    assert preset_names("no/such/folder") == ()
-    text, origin, path = read_source("part1-mnist", "presets", "config")
+    assert overrides.preset_names("no/such/folder") == ()
+    text, origin, path = overrides.read_source("part1-mnist", "presets", "config")
     assert origin == "preset part1-mnist" and path is None and "part1" in text
     file = tmp_path / "c.yaml"
     file.write_text("seed: 1\n")
-    assert read_source(file, "presets", "config") == ("seed: 1\n", str(file), file)
+    assert overrides.read_source(file, "presets", "config") == ("seed: 1\n", str(file), file)
     with pytest.raises(CnnlabError) as caught:
-        read_source("nope", "presets", "config")
+        overrides.read_source("nope", "presets", "config")
     assert str(caught.value) == (
         f"config 'nope': no such file and no such preset; presets: {', '.join(run_preset_names())}"
     )
     with pytest.raises(CnnlabError, match=r"^study 'nope': .*study presets: variations-lines, "):
-        read_source("nope", "presets/studies", "study", preset="study preset")
+        overrides.read_source("nope", "presets/studies", "study", preset="study preset")
 
 
 def test_yaml_mappings() -> None:
-    assert load_yaml_mapping("a: 1\n", "o", "config keys") == {"a": 1}
-    assert load_yaml_mapping("", "o", "config keys") == {}
+    assert overrides.load_yaml_mapping("a: 1\n", "o", "config keys") == {"a": 1}
+    assert overrides.load_yaml_mapping("", "o", "config keys") == {}
     with pytest.raises(CnnlabError, match=r"^o: expected a mapping of config keys at the top"):
-        load_yaml_mapping("- 1\n", "o", "config keys")
+        overrides.load_yaml_mapping("- 1\n", "o", "config keys")
     with pytest.raises(CnnlabError, match=r"^o: not valid YAML \(") as caught:
-        load_yaml_mapping("a: [1\nb: 2\n", "o", "config keys")
+        overrides.load_yaml_mapping("a: [1\nb: 2\n", "o", "config keys")
     assert "\n" not in str(caught.value)
 
 
@@ -185,7 +177,7 @@ def test_the_same_set_gives_the_same_config_through_train_and_study(tmp_path: Pa
     assert run.config.train == config.train
     assert run.config.data == config.data
     assert run.config.model == config.model
-    assert study.overrides == parse_set(items, "o")
+    assert study.overrides == overrides.parse_set(items, "o")
 
 
 def test_a_bad_set_item_is_refused_alike_by_train_and_study(tmp_path: Path) -> None:

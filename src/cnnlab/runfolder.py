@@ -44,6 +44,18 @@ CONFIG = "config.yaml"
 INFO = "run.json"
 HISTORY = "history.csv"
 WEIGHTS = "model.safetensors"
+CHECKPOINTS = "checkpoints"
+VISUALIZE = "visualize"
+
+
+class _File:
+    """A file (or folder) of the run folder, by name: ``RunFolder(...).config`` is its path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, folder: RunFolder, owner: type | None = None) -> Path:
+        return folder.path / self.name
 
 
 @dataclass(frozen=True)
@@ -55,34 +67,17 @@ class RunFolder:
     def __init__(self, path: str | Path) -> None:
         object.__setattr__(self, "path", Path(path))
 
-    @property
-    def config(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def info(self) -> Path:
-        return self.path / INFO
-
-    @property
-    def history(self) -> Path:
-        return self.path / HISTORY
-
-    @property
-    def weights(self) -> Path:
-        return self.path / WEIGHTS
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+    config = _File(CONFIG)
+    info = _File(INFO)
+    history = _File(HISTORY)
+    weights = _File(WEIGHTS)
+    checkpoints = _File(CHECKPOINTS)
+    visualize = _File(VISUALIZE)
+    """Where ``cnnlab visualize`` writes by default, and where the report looks."""
 
     def checkpoint(self, name: str = "last") -> Path:
         """``checkpoints/<name>.pt`` (``last`` or ``best``)."""
         return self.checkpoints / f"{name}.pt"
-
-    @property
-    def visualize(self) -> Path:
-        """Where ``cnnlab visualize`` writes by default, and where the report looks."""
-        return self.path / "visualize"
 
     def metrics(self, split: str = "test", transfer: str | None = None) -> Path:
         """``metrics-<split>.json``; on other data named ``transfer``,
@@ -238,14 +233,14 @@ def read_pictures(folder: Path, weights: Path | None = None) -> Pictures | None:
     path = folder / VISUALIZE_SUMMARY
     if not path.is_file():
         return None
-    summary = _read_part(path)
+    summary = read_json(path, part=True)
     _version(summary, path.name)
     _check_pictures(summary, folder)
     notes = []
     scores = None
     if summary.get("scores_json"):
         try:
-            scores = _read_part(folder / VISUALIZE_SCORES)
+            scores = read_json(folder / VISUALIZE_SCORES, part=True)
             _check_scores(scores)
         except CnnlabError as exc:
             scores = None
@@ -258,16 +253,6 @@ def read_pictures(folder: Path, weights: Path | None = None) -> Pictures | None:
             "cnnlab visualize (or cnnlab report --inside)."
         )
     return Pictures(folder, summary, scores, tuple(notes), stale)
-
-
-def _read_part(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CnnlabError(f"{path.name} cannot be read ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise CnnlabError(f"{path.name} is not a JSON object")
-    return data
 
 
 def _check_pictures(summary: dict[str, Any], folder: Path) -> None:
@@ -465,14 +450,21 @@ def metrics_record(values: Mapping[str, Any]) -> dict[str, Any]:
 # -- JSON ----------------------------------------------------------------------------------------
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a one-line :class:`CnnlabError` naming the file if not."""
+def read_json(path: Path, part: bool = False) -> dict[str, Any]:
+    """A JSON object from ``path``; a one-line :class:`CnnlabError` naming the file if not
+    (``part``: by its name alone, for a note about one file of a folder already named)."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CnnlabError(f"{path}: cannot read ({exc})") from None
+        why = type(exc).__name__ if part else exc
+        raise CnnlabError(
+            f"{path.name} cannot be read ({why})" if part else f"{path}: cannot read ({why})"
+        ) from None
     if not isinstance(data, dict):
-        raise CnnlabError(f"{path}: expected a JSON object")
+        raise CnnlabError(
+            f"{path.name} is not a JSON object" if part else f"{path}: expected a JSON object"
+        )
     return data
 
 
