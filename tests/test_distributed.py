@@ -62,4 +62,11 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         assert mine["test_loss"] == pytest.approx(theirs["test_loss"], rel=0.05)
         assert abs(mine["test_acc"] - theirs["test_acc"]) <= 0.1
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir())
-    assert files == ["checkpoints", "config.yaml", "history.csv", "model.safetensors", "run.json"]
+    assert files == [
+        ".cnnlab-lock",  # taken by rank 0 alone
+        "checkpoints",
+        "config.yaml",
+        "history.csv",
+        "model.safetensors",
+        "run.json",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_resume_is_bit_identical(
 
     def interrupting_step(self, *args):
         if steps["n"] == stop_at:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C: the loop stops after this step
         steps["n"] += 1
         return original(self, *args)
 
@@ -216,7 +217,7 @@ def test_bf16_trains_in_float32_weights_deterministically_and_resumes_exactly(
 
     def interrupting_step(self, *args):
         if steps["n"] == 40:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C: the loop stops after this step
         steps["n"] += 1
         return original(self, *args)
 

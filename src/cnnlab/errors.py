@@ -1,4 +1,4 @@
-"""The one exception type that reaches the user as a single clear line."""
+"""The exception types that reach the user as a single clear line."""
 
 
 class CnnlabError(Exception):
@@ -7,3 +7,7 @@ class CnnlabError(Exception):
     The CLI prints it as one line (``cnnlab: error: ...``) and exits non-zero; it never
     shows a stack trace for these.
     """
+
+
+class Interrupted(CnnlabError):
+    """A long job stopped by Ctrl-C or SIGTERM, after saving what lets it continue."""

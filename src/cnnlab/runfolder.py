@@ -19,17 +19,25 @@ existed read as version 1.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open, write_json
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 FORMAT = 1
 """The version of the run folder's JSON records written by this cnnlab."""
@@ -46,6 +54,7 @@ HISTORY = "history.csv"
 WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
 VISUALIZE = "visualize"
+LOCK = ".cnnlab-lock"
 
 
 class _File:
@@ -74,6 +83,54 @@ class RunFolder:
     checkpoints = _File(CHECKPOINTS)
     visualize = _File(VISUALIZE)
     """Where ``cnnlab visualize`` writes by default, and where the report looks."""
+    lock_file = _File(LOCK)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder for one writer (a training) for the block: an advisory lock
+        on ``.cnnlab-lock`` that the system releases when the process ends, however it ends,
+        so a crash leaves no stale lock. Another holder: a one-line :class:`CnnlabError`
+        naming it."""
+        if fcntl is None:  # not a POSIX system: no lock
+            yield
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_file, "a+")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            raise CnnlabError(
+                f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
+            ) from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise CnnlabError(
+                    f"{self.path}: in use by {holder}; wait for it to finish (or stop it) "
+                    "and try again"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"cnnlab (pid {os.getpid()} on {socket.gethostname()}, since {now()})")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def locked(self) -> bool:
+        """Whether a process holds :meth:`lock` now."""
+        if fcntl is None or not self.lock_file.is_file():
+            return False
+        with open(self.lock_file) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
 
     def checkpoint(self, name: str = "last") -> Path:
         """``checkpoints/<name>.pt`` (``last`` or ``best``)."""
@@ -97,11 +154,14 @@ class RunFolder:
 
     def status(self) -> str | None:
         """``run.json``'s status (``running``, ``interrupted``, ``diverged``, ``finished``);
-        None without a readable ``run.json``."""
+        None without a readable ``run.json``. A run recorded as running that no process
+        holds (:meth:`locked`) was killed: ``interrupted``."""
         try:
             status = json.loads(self.info.read_text()).get("status")
         except (OSError, ValueError, AttributeError):
             return None
+        if status == "running" and not self.locked():
+            return "interrupted"
         return status if isinstance(status, str) else None
 
     def state(self) -> str:

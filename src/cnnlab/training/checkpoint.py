@@ -30,7 +30,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CnnlabError(f"{path}: no checkpoint here")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # torch refused a Python object
+            raise CnnlabError(
+                f"{path}: not a cnnlab checkpoint: it holds Python objects besides tensors "
+                "and plain containers, and cnnlab never unpickles those"
+            ) from None
+        raise CnnlabError(f"{path}: not a readable cnnlab checkpoint (damaged)") from None
+    except (RuntimeError, EOFError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"{path}: not a readable cnnlab checkpoint ({first})") from None
 

@@ -12,23 +12,20 @@ import torch
 from torch import nn
 
 from cnnlab.data.dataset import ImageDataset
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.models.fusion import inference_model
 from cnnlab.models.inference import Preprocess
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.config import RunConfig
 from cnnlab.training.distributed import Distributed
+from cnnlab.training.interrupt import StopRequest
 from cnnlab.training.objectives import objective_for
 from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.precision import as_float, autocast, resolve_precision
 from cnnlab.training.progress import Progress
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-
-
-class Interrupted(CnnlabError):
-    """Training stopped by Ctrl-C after saving a checkpoint."""
 
 
 @dataclass
@@ -124,17 +121,29 @@ class Engine:
         }
 
     def restore(self, state: dict[str, Any]) -> Position:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        return Position(
-            epoch=int(state["epoch"]),
-            batch=int(state["batch"]),
-            sums=[float(v) for v in state["sums"]],
-            seconds=float(state["seconds"]),
-            history=list(state["history"]),
-        )
+        """Continue from a checkpoint's state; a checkpoint of another model or config, or a
+        damaged one, is one :class:`CnnlabError`."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            position = Position(
+                epoch=int(state["epoch"]),
+                batch=int(state["batch"]),
+                sums=[float(v) for v in state["sums"]],
+                seconds=float(state["seconds"]),
+                history=list(state["history"]),
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CnnlabError(
+                f"{RunFolder(self.run_dir).checkpoint() if self.run_dir else 'checkpoint'}: does "
+                f"not fit this run's model and config ({first})"
+            ) from None
+        if position.sums and len(position.sums) != len(self._zeros()):
+            raise CnnlabError("the checkpoint's epoch sums do not fit this run's objective")
+        return position
 
     def _checkpoint(self, name: str, position: Position) -> None:
         if self.run_dir is not None and self.dist.is_main:
@@ -142,65 +151,98 @@ class Engine:
 
     # -- loop -----------------------------------------------------------------------------
     def fit(self, position: Position, on_epoch: Any = None) -> Position:
-        """Train from ``position`` to the last epoch; ``on_epoch(position)`` after each epoch."""
-        while position.epoch < self.t.epochs:
-            self._train_epoch(position)
-            test = self.evaluate()
-            train = self.dist.sum(torch.tensor(position.sums, dtype=torch.float64))
-            row = {
-                "epoch": position.epoch + 1,
-                **self._averages("train", train),
-                **self._averages("test", test),
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "seconds": position.seconds,
-            }
-            row = {k: row[k] for k in self.columns}
-            position.history.append(row)
-            position.epoch, position.batch = position.epoch + 1, 0
-            position.sums, position.seconds = [], 0.0
-            self.progress.end_epoch(
-                f"epoch {row['epoch']}/{self.t.epochs}  train loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
-                f"acc {row['test_acc']:.4f}  "
-                f"({row['seconds']:.1f} s)"
-            )
-            self._checkpoint("last", position)
-            best = max(r["test_acc"] for r in position.history)
-            if row["test_acc"] >= best:
-                self._checkpoint("best", position)
-            if on_epoch is not None:
-                on_epoch(position)
+        """Train from ``position`` to the last epoch; ``on_epoch(position)`` after each epoch.
+
+        Ctrl-C (or SIGTERM) stops between two steps or after an epoch's checkpoints, saves a
+        checkpoint there and raises :class:`Interrupted`: resuming from it is bit-identical
+        to a run never interrupted. A second signal stops at once, saving nothing."""
+        stop = StopRequest()
+        with stop.installed():
+            try:
+                while position.epoch < self.t.epochs:
+                    self._train_epoch(position, stop)
+                    if position.batch < self.steps_per_epoch:
+                        self._checkpoint("last", position)
+                        raise Interrupted(
+                            f"interrupted in epoch {position.epoch + 1} after {position.batch} "
+                            f"batches; checkpoint saved. {self._resume_hint()}"
+                        )
+                    self._end_epoch(position, on_epoch)
+                    if self._stopping(stop) and position.epoch < self.t.epochs:
+                        raise Interrupted(
+                            f"interrupted after epoch {position.epoch}; checkpoint saved. "
+                            f"{self._resume_hint()}"
+                        )
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    "stopped at once (a second interrupt); nothing saved since the last "
+                    f"checkpoint. {self._resume_hint()}"
+                ) from None
         return position
 
-    def _train_epoch(self, position: Position) -> None:
+    def _end_epoch(self, position: Position, on_epoch: Any) -> None:
+        """Evaluate, record the epoch, save the checkpoints and call ``on_epoch``."""
+        test = self.evaluate()
+        train = self.dist.sum(torch.tensor(position.sums, dtype=torch.float64))
+        row = {
+            "epoch": position.epoch + 1,
+            **self._averages("train", train),
+            **self._averages("test", test),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": position.seconds,
+        }
+        row = {k: row[k] for k in self.columns}
+        position.history.append(row)
+        position.epoch, position.batch = position.epoch + 1, 0
+        position.sums, position.seconds = [], 0.0
+        self.progress.end_epoch(
+            f"epoch {row['epoch']}/{self.t.epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
+            f"acc {row['test_acc']:.4f}  "
+            f"({row['seconds']:.1f} s)"
+        )
+        self._checkpoint("last", position)
+        best = max(r["test_acc"] for r in position.history)
+        if row["test_acc"] >= best:
+            self._checkpoint("best", position)
+        if on_epoch is not None:
+            on_epoch(position)
+
+    def _train_epoch(self, position: Position, stop: StopRequest) -> None:
+        """Train the rest of the current epoch; return early, at a step boundary, on a stop
+        request (``position.batch`` then counts the batches done)."""
         t, seed, epoch = self.t, self.config.seed, position.epoch
         order = epoch_order(len(self.dataset.train), seed, epoch, self.device)
         self.trained.train()
         sums = torch.tensor(position.sums, dtype=torch.float64) if position.sums else self._zeros()
         self.progress.start_epoch(epoch + 1, t.epochs, self.steps_per_epoch, position.batch)
         started = time.perf_counter() - position.seconds
-        batch = position.batch
-        try:
-            for batch in range(position.batch, self.steps_per_epoch):
-                index = self.dist.shard(order[batch * t.batch_size : (batch + 1) * t.batch_size])
-                loss, batch_sums = self._step(index, epoch, batch)
-                sums += batch_sums
-                if not math.isfinite(loss):
-                    self._diverged(position, epoch, batch, loss)
-                if batch % 20 == 19:
-                    self.progress.update(
-                        20, sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
-                    )
-        except KeyboardInterrupt:
-            position.batch, position.sums = batch, sums.tolist()
-            position.seconds = time.perf_counter() - started
-            self._checkpoint("last", position)
-            raise Interrupted(
-                f"interrupted in epoch {epoch + 1} after {batch} batches; checkpoint saved. "
-                f"Resume with: cnnlab train --resume {self.run_dir}"
-            ) from None
-        position.batch, position.sums = self.steps_per_epoch, sums.tolist()
+        done = position.batch
+        for batch in range(position.batch, self.steps_per_epoch):
+            index = self.dist.shard(order[batch * t.batch_size : (batch + 1) * t.batch_size])
+            loss, batch_sums = self._step(index, epoch, batch)
+            sums += batch_sums
+            done = batch + 1
+            if not math.isfinite(loss):
+                self._diverged(position, epoch, batch, loss)
+            if batch % 20 == 19:
+                self.progress.update(
+                    20, sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
+                )
+            if self._stopping(stop) and done < self.steps_per_epoch:
+                break
+        position.batch, position.sums = done, sums.tolist()
         position.seconds = time.perf_counter() - started
+
+    def _stopping(self, stop: StopRequest) -> bool:
+        """Whether to stop here: asked in this process (or, under torchrun, in any)."""
+        if not self.dist.enabled:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], dtype=torch.float64)
+        return bool(self.dist.sum(flag).item() > 0)
+
+    def _resume_hint(self) -> str:
+        return f"Resume with: cnnlab train --resume {self.run_dir}"
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         return self.preprocess(images).contiguous(memory_format=torch.channels_last)

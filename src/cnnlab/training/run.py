@@ -5,6 +5,7 @@ What a run folder holds, and its records, are :mod:`cnnlab.runfolder`'s.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
 import subprocess
@@ -25,7 +26,13 @@ from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
-from cnnlab.training.config import RunConfig, load_config, save_config
+from cnnlab.training.config import (
+    RunConfig,
+    config_from_dict,
+    default_run_dir,
+    load_config,
+    save_config,
+)
 from cnnlab.training.distributed import init_distributed, shutdown_distributed
 from cnnlab.training.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
 from cnnlab.training.progress import Progress
@@ -104,18 +111,22 @@ def train(
     """Train a model as ``config`` says (a RunConfig, YAML path or preset name).
 
     With ``resume`` (a run folder), continue that run exactly where its last checkpoint left
-    it; the result is bit-identical to an uninterrupted run.
+    it: the result is bit-identical to an uninterrupted run. A run stopped before its first
+    checkpoint starts again from the beginning. One training at a time holds a run folder
+    (:meth:`~cnnlab.runfolder.RunFolder.lock`).
     """
     if resume is not None:
         run_dir = Path(resume)
         config = _read_run_config(run_dir)
-        state = load_checkpoint(RunFolder(run_dir).checkpoint())
+        state = _resume_state(RunFolder(run_dir))
     else:
         if not isinstance(config, RunConfig):
             config = load_config(config, overrides)
         elif overrides:
             raise CnnlabError("overrides apply to a config file or preset, not a RunConfig")
-        run_dir = Path(out) if out is not None else Path("runs") / config.name
+        else:  # built in Python: checked as a config file would be
+            config = config_from_dict(config.to_dict(), "config")
+        run_dir = Path(out) if out is not None else default_run_dir(config)
         if RunFolder(run_dir).config.exists():
             raise CnnlabError(
                 f"{run_dir} already holds a run; choose another --out, or continue it with "
@@ -123,17 +134,29 @@ def train(
             )
         state = None
     if device is not None:
-        config.device = device
+        config = config_from_dict({**config.to_dict(), "device": device}, "--device")
 
     torch_device = resolve_device(config.device)
     dist = init_distributed(torch_device)
     if torch_device.type == "cuda" and dist.enabled:
         torch_device = torch.device("cuda", dist.local_rank)
     progress = Progress(enabled=not quiet and dist.is_main)
+    lock = RunFolder(run_dir).lock() if dist.is_main else contextlib.nullcontext()
     try:
-        return _train(config, run_dir, state, torch_device, dist, progress)
+        with lock:
+            return _train(config, run_dir, state, torch_device, dist, progress)
     finally:
         shutdown_distributed()
+
+
+def _resume_state(folder: RunFolder) -> dict[str, Any] | None:
+    """The checkpoint a resume continues from; None when the run never reached one (it was
+    stopped in its first epoch, or killed): it starts again."""
+    if not folder.checkpoint().is_file():
+        return None
+    folder.require(finished=False)
+    folder.read_info()  # a damaged run.json: refused now, not after the training
+    return load_checkpoint(folder.checkpoint())
 
 
 def continue_run(
