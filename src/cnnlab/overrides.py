@@ -9,6 +9,7 @@ is a one-line :class:`~cnnlab.errors.CnnlabError` that names where it came from.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -38,7 +39,12 @@ def parse_set(items: Iterable[str], origin: str, example: str = EXAMPLE) -> dict
             raise CnnlabError(f"{where}: expected KEY=VALUE, e.g. {example}")
         check_key(key, where)
         parsed.pop(key, None)
-        parsed[key] = _yaml_value(value)
+        try:
+            parsed[key] = _yaml_value(value)
+        except (ValueError, RecursionError) as exc:  # a number too long, nesting too deep
+            raise CnnlabError(
+                f"{_prefix(origin)}--set {key!r}: not a readable value ({one_line(exc)})"
+            ) from None
     return parsed
 
 
@@ -106,7 +112,7 @@ def read_source(
     """
     path = Path(source)
     if path.is_file():
-        return path.read_text(), str(path), path
+        return read_text(path, f"a {kind}"), str(path), path
     names = preset_names(folder)
     if str(source) in names:
         text = resources.files("cnnlab").joinpath(*folder.split("/"), f"{source}.yaml")
@@ -121,9 +127,15 @@ def load_yaml_mapping(text: str, origin: str, what: str) -> dict[str, Any]:
     """YAML text whose top level is a mapping of ``what`` (an empty document is ``{}``)."""
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())
-        raise CnnlabError(f"{origin}: not valid YAML ({detail})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        long = re.search(r"[0-9]{4301,}", text)  # Python's limit on int() of text
+        if long:
+            line = text.count("\n", 0, long.start()) + 1
+            raise CnnlabError(
+                f"{origin}: line {line}: a number of {len(long.group())} digits; "
+                "at most 4300 can be read"
+            ) from None
+        raise CnnlabError(f"{origin}: not valid YAML ({one_line(exc)})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -151,6 +163,26 @@ def _yaml_value(value: str) -> Any:
         return yaml.safe_load(value)
     except yaml.YAMLError:
         return value
+
+
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file; one line naming the file when it cannot be read or is not text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CnnlabError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = data[exc.start : exc.start + 1].hex()
+        raise CnnlabError(
+            f"{path}: not a UTF-8 text file (byte 0x{byte} at offset {exc.start}); "
+            f"{what} is YAML text"
+        ) from None
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _prefix(origin: str) -> str:

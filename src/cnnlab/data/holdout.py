@@ -8,6 +8,7 @@ factors it learnt from other combinations. ``holdout`` specs say which combinati
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,21 +20,38 @@ from cnnlab.errors import CnnlabError
 HOLDOUT_KEYS = ("combinations", "random_fraction")
 
 
-def holdout_classes(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> np.ndarray:
-    """The class indices that ``spec`` holds out, sorted."""
-    unknown = sorted(set(spec) - set(HOLDOUT_KEYS))
+def check_holdout(
+    spec: Mapping[str, Any], levels: Mapping[str, Sequence[Any]] | None = None
+) -> dict[str, Any]:
+    """``spec`` checked, with ``random_fraction`` as a float: its keys, combinations that are
+    mappings of factor to level, a fraction in [0, 1), something held out; with the dataset's
+    factor ``levels``, every factor and level named exists."""
+    if not isinstance(spec, Mapping):
+        raise CnnlabError(f"data.holdout must be a mapping ({', '.join(HOLDOUT_KEYS)})")
+    unknown = sorted(str(k) for k in set(spec) - set(HOLDOUT_KEYS))
     if unknown:
         raise CnnlabError(
             f"data.holdout: unknown key(s) {', '.join(unknown)}; valid: {', '.join(HOLDOUT_KEYS)}"
         )
-    levels = dataset.factor_levels
-    if not levels:
-        raise CnnlabError(f"data.holdout needs a dataset with factors; {dataset.name} has none")
-    classes = np.arange(dataset.num_classes)
-    index = decode_factors(classes, levels)
-    chosen = np.zeros(classes.size, dtype=bool)
-    for combination in spec.get("combinations", []):
-        match = np.ones(classes.size, dtype=bool)
+    combinations = spec.get("combinations", [])
+    if not isinstance(combinations, list) or not all(
+        isinstance(c, dict)
+        and c
+        and all(isinstance(f, str) and isinstance(v, str | int | float) for f, v in c.items())
+        for c in combinations
+    ):
+        raise CnnlabError(
+            "data.holdout.combinations must be a list of mappings of factor to level, e.g. "
+            f"[{{color: blue, width: 3}}], got {combinations!r}"
+        )
+    fraction = spec.get("random_fraction", 0.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise CnnlabError(f"data.holdout.random_fraction must be a number, got {fraction!r}")
+    if not 0.0 <= fraction < 1.0:  # NaN too
+        raise CnnlabError(f"data.holdout.random_fraction must be in [0, 1), got {fraction}")
+    if not combinations and not fraction:
+        raise CnnlabError("data.holdout holds out no class: name combinations or a random_fraction")
+    for combination in combinations if levels is not None else ():
         for factor, value in combination.items():
             if factor not in levels:
                 raise CnnlabError(
@@ -44,11 +62,25 @@ def holdout_classes(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> n
                 raise CnnlabError(
                     f"data.holdout: {factor} has no level {value!r}; levels: {', '.join(names)}"
                 )
+    return {**spec, **({"random_fraction": float(fraction)} if "random_fraction" in spec else {})}
+
+
+def holdout_classes(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> np.ndarray:
+    """The class indices that ``spec`` holds out, sorted."""
+    levels = dataset.factor_levels
+    if not levels:
+        raise CnnlabError(f"data.holdout needs a dataset with factors; {dataset.name} has none")
+    spec = check_holdout(spec, levels)
+    classes = np.arange(dataset.num_classes)
+    index = decode_factors(classes, levels)
+    chosen = np.zeros(classes.size, dtype=bool)
+    for combination in spec.get("combinations", []):
+        match = np.ones(classes.size, dtype=bool)
+        for factor, value in combination.items():
+            names = [str(v) for v in levels[factor]]
             match &= index[factor] == names.index(str(value))
         chosen |= match
-    fraction = float(spec.get("random_fraction", 0.0))
-    if not 0.0 <= fraction < 1.0:
-        raise CnnlabError(f"data.holdout.random_fraction must be in [0, 1), got {fraction}")
+    fraction = spec.get("random_fraction", 0.0)
     if fraction:
         rng = np.random.default_rng(seed)
         chosen[rng.permutation(classes.size)[: round(fraction * classes.size)]] = True

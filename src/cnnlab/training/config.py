@@ -1,8 +1,16 @@
-"""Run configs: YAML files or shipped presets, ``--set key=value`` overrides, strict validation."""
+"""Run configs: YAML files or shipped presets, ``--set key=value`` overrides, strict validation.
+
+Every key is checked where the config enters (:func:`config_from_dict`): its type, then its
+range; a bad value is one :class:`~cnnlab.errors.CnnlabError` line naming the key, the value and
+what is expected. Where a float is expected, text of a number with an exponent (``1e-3``, which
+YAML 1.1 reads as text) is taken as that number; other text is refused.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -84,6 +92,32 @@ CHOICES = {
     "data.mnist_split": ("study", "official"),
 }
 
+SEED_MAX = 100_000_000
+"""The largest ``seed``. The engine derives each batch's generator seed as
+``(seed * 1_000_003 + epoch) * 100_003 + batch``, which must fit torch's 64-bit seeds
+(``torch.manual_seed`` takes at most 2**64 - 1): with up to :data:`EPOCHS_MAX` epochs that allows
+seeds up to about 1.8e8; 1e8 leaves room."""
+
+EPOCHS_MAX = 1_000_000
+"""The most epochs (and ``lr_step_epochs``): below 1,000,003, so (seed, epoch) pairs give
+distinct batch orders (see :data:`SEED_MAX`)."""
+
+BATCH_MAX = 1_000_000
+"""The largest ``batch_size``/``eval_batch_size``: more than any split's size (a batch larger
+than the split is the whole split), small enough to refuse a typo."""
+
+NAME_MAX = 255  # a folder name's length on common file systems
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+_EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+"""A number with an exponent (``1e-3``, ``5E-4``, ``1.5e3``): YAML 1.1 reads these as text."""
+
+IMAGE_SIZES = {"mnist": 28}
+"""Image sides known before loading, for :func:`augment_shift_max` (Lines: its
+``image_size``)."""
+SHIFT_MAX_UNKNOWN_SIZE = 32
+"""``augment_shift``'s bound for a dataset path, whose image size is known only once loaded."""
+
 
 def preset_names() -> tuple[str, ...]:
     """The run-config presets shipped in the package."""
@@ -97,6 +131,18 @@ def load_config(source: str | Path, overrides: typing.Sequence[str] = ()) -> Run
     raw = _overrides.load_yaml_mapping(text, origin, "config keys")
     _overrides.apply_overrides(raw, _overrides.parse_set(overrides, origin), f"{origin}: --set")
     return config_from_dict(raw, origin)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    """``runs/<name>``, where a run goes without ``--out``; refused when the name is not a plain
+    folder name (it could point elsewhere: ``../x``)."""
+    if not (len(config.name) <= NAME_MAX and _FOLDER_NAME.fullmatch(config.name)):
+        raise CnnlabError(
+            f"name {config.name!r} is not a plain folder name (letters, digits, '.', '_' or "
+            "'-', not starting with '.'), so it cannot name the run folder runs/<name>: give "
+            "--out, or another name"
+        )
+    return Path("runs") / config.name
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = "config") -> RunConfig:
@@ -113,9 +159,21 @@ def save_config(config: RunConfig, path: Path) -> None:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
 
 
+def augment_shift_max(config: RunConfig, lines_size: int | None = None) -> int:
+    """The largest ``train.augment_shift`` for ``config``'s dataset: half the image side, as a
+    larger shift can move the image's centre out of the frame (and each pixel of shift pads
+    every image of a batch by two rows and columns)."""
+    size = lines_size if config.data.dataset == "lines" else IMAGE_SIZES.get(config.data.dataset)
+    return SHIFT_MAX_UNKNOWN_SIZE if size is None else size // 2
+
+
+# -- types ----------------------------------------------------------------------------------------
+
+
 def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
     if not isinstance(raw, dict):
-        raise CnnlabError(f"{origin}: {prefix.rstrip('.') or 'config'} must be a mapping")
+        key = prefix.rstrip(".") or "config"
+        raise CnnlabError(f"{origin}: {key} must be a mapping, got {_show(raw)}")
     _overrides.check_known(raw, (f.name for f in dataclasses.fields(cls)), origin, prefix)
     hints = typing.get_type_hints(cls)
     values = {}
@@ -129,45 +187,224 @@ def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
 
 
 def _coerce(value: Any, kind: Any, origin: str, key: str) -> Any:
-    """Check ``value`` against a simple annotation (int, float, str, bool, dict, X | None)."""
+    """Check ``value`` against a simple annotation (int, float, str, bool, dict, X | None).
+
+    bool is not a number; a float must be finite, and may be given as an int or as text of a
+    number with an exponent (``1e-3``)."""
     options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
     if value is None and type(None) in options:
         return None
     for option in options:
         base = typing.get_origin(option) or option
-        if base is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        if base is float:
+            number = _as_float(value)
+            if number is not None:
+                if not math.isfinite(number):
+                    raise CnnlabError(
+                        f"{origin}: {key} must be a finite number, got {_show(value)}"
+                    )
+                return number
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base in (str, bool, dict) and isinstance(value, base):
             return value
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise CnnlabError(f"{origin}: {key} must be {expected}, got {value!r}")
+    expected = " or ".join(_type_name(o) for o in options)
+    raise CnnlabError(f"{origin}: {key} must be {expected}, got {_show(value)}")
+
+
+def _as_float(value: Any) -> float | None:
+    """A number (not a bool), or text of a number with an exponent, as a float; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str) and _EXPONENT.fullmatch(value):
+        return float(value)
+    return None
+
+
+def _type_name(kind: Any) -> str:
+    base = typing.get_origin(kind) or kind
+    names = {type(None): "null", dict: "a mapping", list: "a list", tuple: "a list"}
+    return names.get(base, getattr(base, "__name__", str(base)))
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: a message stays one readable line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return f"a {value.bit_length()}-bit number"
+    return " ".join(text.split()) if len(text) <= 80 else " ".join(text[:77].split()) + "..."
+
+
+def _need(ok: bool, origin: str, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise CnnlabError(f"{origin}: {key} must be {expected}, got {_show(value)}")
 
 
 def _validate(config: RunConfig, origin: str) -> None:
+    """Every key's range (types are :func:`_coerce`'s); dict values are stored coerced."""
+    _need(
+        0 < len(config.name) <= NAME_MAX and config.name.isprintable(),
+        origin,
+        "name",
+        f"printable text of 1 to {NAME_MAX} characters",
+        config.name,
+    )
+    _need(0 <= config.seed <= SEED_MAX, origin, "seed", f"in 0..{SEED_MAX:,}", config.seed)
+    _need(
+        bool(_DEVICE.fullmatch(config.device)),
+        origin,
+        "device",
+        "auto, cpu or cuda[:N]",
+        config.device,
+    )
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise CnnlabError(f"{origin}: {key} must be one of {', '.join(allowed)}, got {value!r}")
-    t = config.train
-    positive = {
-        "train.epochs": t.epochs,
-        "train.batch_size": t.batch_size,
-        "train.eval_batch_size": t.eval_batch_size,
-        "train.lr": t.lr,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise CnnlabError(f"{origin}: {key} must be > 0, got {value}")
-    if not 0 <= t.label_smoothing < 1:
-        raise CnnlabError(
-            f"{origin}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}"
+    lines_size = _validate_data(config, origin)
+    _validate_model(config, origin)
+    _validate_train(config, origin, augment_shift_max(config, lines_size))
+
+
+def _validate_data(config: RunConfig, origin: str) -> int | None:
+    """The data section; returns the Lines image size when the dataset is Lines."""
+    d = config.data
+    _need(d.dataset != "", origin, "data.dataset", "mnist, lines or a path", d.dataset)
+    _need(d.mnist_dir != "", origin, "data.mnist_dir", "a folder or null", d.mnist_dir)
+    for key in ("train_limit", "test_limit"):
+        value = getattr(d, key)
+        _need(
+            value is None or value >= 1,
+            origin,
+            f"data.{key}",
+            "null (every image) or a number of images >= 1",
+            value,
         )
-    if t.augment_shift < 0:
-        raise CnnlabError(f"{origin}: train.augment_shift must be >= 0, got {t.augment_shift}")
-    if not isinstance(config.model.get("name"), str):
-        raise CnnlabError(f"{origin}: model.name is required (e.g. part1, convnet)")
-    if config.device not in ("auto", "cpu") and not config.device.startswith("cuda"):
-        raise CnnlabError(f"{origin}: device must be auto, cpu or cuda[:N], got {config.device!r}")
+    lines = None
+    if d.lines or d.dataset == "lines":
+        d.lines, lines = _lines_options(d.lines, config.seed, origin)
+    if d.holdout:
+        d.holdout = _holdout(d.holdout, d.dataset, lines, origin)
+    return None if lines is None or d.dataset != "lines" else lines.image_size
+
+
+def _lines_options(options: dict[str, Any], seed: int, origin: str) -> tuple[dict[str, Any], Any]:
+    """``data.lines`` options checked against :class:`~cnnlab.data.lines.LinesConfig` (keys,
+    types, then its own validation); returns them coerced, and the config they make."""
+    from cnnlab.data.lines import LinesConfig, lines_config
+
+    fields = [f.name for f in dataclasses.fields(LinesConfig) if f.init]
+    _overrides.check_known(options, ("variant", *fields), origin, "data.lines.")
+    hints = {**typing.get_type_hints(LinesConfig), "variant": str}
+    coerced: dict[str, Any] = {}
+    for name, value in options.items():
+        key, kind = f"data.lines.{name}", hints[name]
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            _need(
+                isinstance(value, list | tuple), origin, key, f"a list of {_type_name(item)}", value
+            )
+            coerced[name] = [_coerce(v, item, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+        else:
+            coerced[name] = _coerce(value, kind, origin, key)
+    if "seed" in coerced:
+        value = coerced["seed"]
+        _need(0 <= value <= SEED_MAX, origin, "data.lines.seed", f"in 0..{SEED_MAX:,}", value)
+    try:
+        lines = lines_config(**{"seed": seed, **coerced})
+    except CnnlabError as exc:  # LinesConfig's messages start with the option: "noise: ..."
+        message = str(exc)
+        option = message.split(":", 1)[0]
+        where = f"data.lines.{message}" if option in hints else f"data.lines: {message}"
+        raise CnnlabError(f"{origin}: {where}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise CnnlabError(f"{origin}: data.lines: {_overrides.one_line(exc)}") from None
+    return coerced, lines
+
+
+def _holdout(spec: dict[str, Any], dataset: str, lines: Any, origin: str) -> dict[str, Any]:
+    """``data.holdout`` (:func:`cnnlab.data.holdout.check_holdout`), the Lines dataset's
+    factors and levels included; other datasets' once loaded."""
+    from cnnlab.data.holdout import check_holdout
+
+    if dataset == "mnist":
+        raise CnnlabError(f"{origin}: data.holdout needs a dataset with factors; mnist has none")
+    levels = lines.levels if dataset == "lines" and lines is not None else None
+    if "random_fraction" in spec:  # 1e-1 as YAML 1.1 text, too
+        key = "data.holdout.random_fraction"
+        spec = {**spec, "random_fraction": _coerce(spec["random_fraction"], float, origin, key)}
+    try:
+        return check_holdout(spec, levels)
+    except CnnlabError as exc:
+        raise CnnlabError(f"{origin}: {exc}") from None
+
+
+def _validate_model(config: RunConfig, origin: str) -> None:
+    from cnnlab.models import model_names
+
+    name = config.model.get("name")
+    if not isinstance(name, str):
+        raise CnnlabError(
+            f"{origin}: model.name must be a model name ({', '.join(model_names())}), "
+            f"got {_show(name)}"
+        )
+    if name not in model_names():
+        raise CnnlabError(
+            f"{origin}: model.name: model {name!r} is unknown; known models: "
+            f"{', '.join(model_names())}"
+        )
+
+
+def _validate_train(config: RunConfig, origin: str, shift_max: int) -> None:
+    t = config.train
+    counts = {
+        "train.epochs": (t.epochs, EPOCHS_MAX),
+        "train.batch_size": (t.batch_size, BATCH_MAX),
+        "train.eval_batch_size": (t.eval_batch_size, BATCH_MAX),
+        "train.lr_step_epochs": (t.lr_step_epochs, EPOCHS_MAX),
+    }
+    for key, (value, most) in counts.items():
+        _need(0 < value <= most, origin, key, f"> 0 and <= {most:,}", value)
+    _need(t.lr > 0, origin, "train.lr", "> 0", t.lr)
+    if t.optimizer == "sgd":  # Nesterov momentum (see training.optim) needs momentum > 0
+        _need(0 < t.momentum < 1, origin, "train.momentum", "in (0, 1) for sgd", t.momentum)
+    else:
+        _need(0 <= t.momentum < 1, origin, "train.momentum", "in [0, 1)", t.momentum)
+    _need(t.weight_decay >= 0, origin, "train.weight_decay", ">= 0", t.weight_decay)
+    _need(
+        0 < t.lr_gamma <= 1,
+        origin,
+        "train.lr_gamma",
+        "in (0, 1] (the factor by which the learning rate decays)",
+        t.lr_gamma,
+    )
+    _need(
+        0 <= t.label_smoothing < 1, origin, "train.label_smoothing", "in [0, 1)", t.label_smoothing
+    )
+    _need(
+        0 <= t.augment_shift <= shift_max,
+        origin,
+        "train.augment_shift",
+        f"in 0..{shift_max} px for dataset {config.data.dataset} (at most half the image side)",
+        t.augment_shift,
+    )
+    weights = {}
+    for head, weight in t.head_weights.items():
+        if not isinstance(head, str) or not head:
+            raise CnnlabError(
+                f"{origin}: train.head_weights must map head names (text) to weights, "
+                f"got the name {_show(head)}"
+            )
+        key = f"train.head_weights.{head}"
+        weights[head] = _coerce(weight, float, origin, key)
+        _need(weights[head] >= 0, origin, key, ">= 0", weights[head])
+    t.head_weights = weights
