@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +42,14 @@ def read_images(source: str | Path, preprocess: Preprocess) -> tuple[torch.Tenso
     """Images as uint8 (N, C, H, W) for a model, and a label for each (file name or index).
 
     Files are converted to the model's channels (grey or RGB) and resized to its input size,
-    with a note on stderr; arrays in an ``.npz`` must already have the right channel count.
+    with a note on stderr; 16-bit greyscale pictures are scaled to 8 bit (value / 257, so
+    65535 becomes 255), and pictures over Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``) are refused unread. Arrays in an ``.npz`` (key
+    ``images``, (N, H, W, C), (N, C, H, W) or (N, H, W)) must already have the right channel
+    count and size and hold at least one image. Their values: uint8 as they are; other
+    integers in 0..255; finite floats, read as [0, 1] (scaled by 255) when every value lies
+    in [0, 1], else as [0, 255], rounded, with a note on stderr saying which. Anything else
+    (values out of range, NaN, infinities, complex numbers, bools) is refused, never clipped.
     """
     path = Path(source)
     if not path.exists():
@@ -51,34 +62,111 @@ def read_images(source: str | Path, preprocess: Preprocess) -> tuple[torch.Tenso
             )
         return _from_files(files, preprocess), [str(p) for p in files]
     if path.suffix.lower() == ".npz":
-        images = _from_array(read_npz(path, ("images",))["images"], path, preprocess)
+        array = read_npz(path, ("images",), only_required=True)["images"]
+        images = _from_array(array, path, preprocess)
         return images, [f"{path}[{i}]" for i in range(images.shape[0])]
     return _from_files([path], preprocess), [str(path)]
 
 
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _from_files(files: list[Path], preprocess: Preprocess) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     mode = "L" if preprocess.channels == 1 else "RGB"
     if preprocess.channels not in (1, 3):
         raise CnnlabError(f"model expects {preprocess.channels} channels; only 1 or 3 from files")
     h, w = preprocess.image_size
-    arrays, resized = [], 0
+    arrays, resized, scaled = [], 0, 0
     for file in files:
-        try:
-            with Image.open(file) as picture:
-                picture = picture.convert(mode)
-                if picture.size != (w, h):
-                    picture = picture.resize((w, h), Image.Resampling.BILINEAR)
-                    resized += 1
-                arrays.append(np.asarray(picture, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise CnnlabError(f"{file}: not a readable image ({exc})") from None
+        with _opened(file) as picture:
+            # 16-bit grey ("I" for PNGs in older Pillow): convert("L") would clip at 255
+            if picture.mode in _SIXTEEN_BIT or (picture.mode == "I" and picture.format == "PNG"):
+                wide = np.asarray(picture, dtype=np.uint32)
+                picture = Image.fromarray(((wide + 128) // 257).astype(np.uint8), "L")
+                scaled += 1
+            elif picture.mode in ("I", "F"):
+                raise CnnlabError(
+                    f"{file}: 32-bit {'integer' if picture.mode == 'I' else 'float'} pixels "
+                    "are not supported; expected 8-bit or 16-bit grey, or 8-bit colour"
+                )
+            picture = picture.convert(mode)
+            if picture.size != (w, h):
+                picture = picture.resize((w, h), Image.Resampling.BILINEAR)
+                resized += 1
+            arrays.append(np.asarray(picture, dtype=np.uint8))
+    if scaled:
+        print(f"note: scaled {scaled} 16-bit image(s) to 8 bit (value / 257)", file=sys.stderr)
     if resized:
         print(f"note: resized {resized} image(s) to the model's {w}x{h} input", file=sys.stderr)
     stack = np.stack(arrays)
     stack = stack[..., None] if stack.ndim == 3 else stack
     return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+
+
+@contextlib.contextmanager
+def _opened(file: Path) -> Iterator[Any]:
+    """The picture in ``file``, decoded, with one-line errors for unreadable or huge files.
+
+    Pillow's decompression-bomb warning (over ``MAX_IMAGE_PIXELS``) is an error here too:
+    such a picture is refused before its pixels are decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as picture:
+                picture.load()
+                yield picture
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CnnlabError(
+            f"{file}: too many pixels to decode safely: {exc} (Pillow's MAX_IMAGE_PIXELS is "
+            f"{Image.MAX_IMAGE_PIXELS})"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError) as exc:
+        raise CnnlabError(f"{file}: not a readable image ({exc})") from None
+
+
+_ACCEPTED = "uint8, integers in 0..255, or floats in [0, 1] or [0, 255]"
+
+
+def _to_uint8(images: np.ndarray, path: Path) -> np.ndarray:
+    """``images`` as uint8, refusing values that are not pixel values; says what it assumed.
+
+    - uint8: as they are;
+    - other integers: must lie in 0..255 (nothing is clipped);
+    - floats: must be finite; if every value lies in [0, 1] they are read as that range and
+      scaled by 255, else if every value lies in [0, 255] as that range; both are rounded to
+      the nearest integer, with a note on stderr saying which range was assumed;
+    - anything else (complex numbers, bools, text, ...) is refused.
+    """
+    if images.dtype == np.uint8:
+        return images
+    kind = images.dtype.kind
+    if kind not in "iuf":
+        what = "complex numbers" if kind == "c" else f"dtype {images.dtype}"
+        raise CnnlabError(f"{path}: array 'images' holds {what}; expected {_ACCEPTED}")
+    if kind == "f" and not np.isfinite(images).all():
+        raise CnnlabError(
+            f"{path}: array 'images' holds NaN or infinite values; expected {_ACCEPTED}"
+        )
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise CnnlabError(
+            f"{path}: array 'images' ({images.dtype}) holds values from {low} to {high}; "
+            f"expected {_ACCEPTED} (nothing is clipped)"
+        )
+    if kind == "f":
+        unit = high <= 1.0
+        print(
+            f"note: {path}: float images read as values in "
+            f"{'[0, 1], scaled by 255' if unit else '[0, 255]'} and rounded",
+            file=sys.stderr,
+        )
+        images = np.rint(images * 255.0 if unit else images)
+    return images.astype(np.uint8)
 
 
 def _from_array(images: np.ndarray, path: Path, preprocess: Preprocess) -> torch.Tensor:
@@ -88,6 +176,8 @@ def _from_array(images: np.ndarray, path: Path, preprocess: Preprocess) -> torch
         images = images[..., None]
     if images.ndim != 4:
         raise CnnlabError(f"{path}: 'images' must be (N, H, W, C) or (N, H, W); got {images.shape}")
+    if images.shape[0] == 0:
+        raise CnnlabError(f"{path}: array 'images' holds 0 images, expected at least one")
     if images.shape[-1] != c and images.shape[1] == c:  # channels-first arrays are fine too
         images = np.moveaxis(images, 1, -1)
     if images.shape[1:] != (h, w, c):
@@ -95,10 +185,7 @@ def _from_array(images: np.ndarray, path: Path, preprocess: Preprocess) -> torch
             f"{path}: 'images' has shape {images.shape[1:]} per image; the model expects "
             f"({h}, {w}, {c}) (height, width, channels)"
         )
-    if images.dtype != np.uint8:
-        if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
-            images = images * 255.0
-        images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    images = _to_uint8(images, path)
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 

@@ -122,32 +122,103 @@ def save_preview(data: LinesData, path: str | Path) -> Path:
 
 
 def load_lines(path: str | Path) -> LinesData:
-    """Read a ``lines.npz`` written by :func:`save_lines` (or its folder), checking consistency."""
+    """Read a ``lines.npz`` written by :func:`save_lines` (or its folder), checking consistency.
+
+    Every array's dtype, shape and values are checked against the settings in ``meta``
+    (``images`` uint8 (N, S, S, 3), integer labels and factors within their levels, finite
+    shifts, a bool ``mask``, ``split`` naming both ``train`` and ``test``); anything else is
+    refused with one line naming the file and the array.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "lines.npz"
-    arrays = read_npz(path, (*ARRAYS, "meta"))
-    try:
-        meta = json.loads(arrays.pop("meta").item())
-        config = LinesConfig(**_current_fields(meta["config"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CnnlabError(f"{path}: unreadable generator settings in 'meta' ({exc})") from None
-    n = arrays["label"].shape[0]
-    size = config.image_size
-    expected = {"images": (n, size, size, 3), "mask": (n, size, size)}
-    for name in ARRAYS:
-        want = expected.get(name, (n,))
-        if arrays[name].shape != want:
-            raise CnnlabError(
-                f"{path}: array {name!r} has shape {arrays[name].shape}, expected {want}"
-            )
+    arrays = read_npz(path, (*ARRAYS, "meta"), only_required=True)
+    config = _read_config(path, arrays.pop("meta"))
+    _check_arrays(path, arrays, config)
     idx = {f: _level_index(config.levels[f], arrays[f], f, path) for f in FACTORS if f != "color"}
     idx["color"] = arrays["color"]
     if not np.array_equal(config.class_index(*(idx[f] for f in FACTORS)), arrays["label"]):
         raise CnnlabError(f"{path}: labels disagree with the factor arrays ({CLASS_FORMULA})")
+    return LinesData(config, arrays)
+
+
+# What each array must hold: dtype kinds numpy names ("u" unsigned, "i" signed, "f" float,
+# "b" bool, "U" text), the expected dtype in words, and its shape after the count N.
+_LAYOUT: dict[str, tuple[str, str, str]] = {
+    "images": ("u", "uint8", "SS3"),
+    "label": ("iu", "integers", ""),
+    "length": ("iu", "integers", ""),
+    "width": ("iu", "integers", ""),
+    "angle": ("iu", "integers", ""),
+    "color": ("iu", "integers", ""),
+    "shift_x": ("iuf", "real numbers", ""),
+    "shift_y": ("iuf", "real numbers", ""),
+    "mask": ("b", "bool", "SS"),
+    "split": ("U", "text", ""),
+}
+
+
+def _read_config(path: Path, meta: np.ndarray) -> LinesConfig:
+    """The generator settings stored as JSON in ``meta``, a text array of one element."""
+    if meta.size != 1 or meta.dtype.kind != "U":
+        raise CnnlabError(
+            f"{path}: array 'meta' has dtype {meta.dtype} and shape {meta.shape}, "
+            "expected one JSON text"
+        )
+    try:
+        meta = json.loads(meta.item())
+        return LinesConfig(**_current_fields(meta["config"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CnnlabError(f"{path}: unreadable generator settings in 'meta' ({exc})") from None
+    except CnnlabError as exc:
+        raise CnnlabError(f"{path}: generator settings in 'meta' are invalid: {exc}") from None
+
+
+def _check_arrays(path: Path, arrays: dict[str, np.ndarray], config: LinesConfig) -> None:
+    """Refuse wrong dtypes, shapes, lengths and values, one line naming the array."""
+    for name in ARRAYS:
+        kinds, words, _ = _LAYOUT[name]
+        array = arrays[name]
+        exact = name == "images" and array.dtype != np.uint8
+        if array.dtype.kind not in kinds or exact:
+            raise CnnlabError(f"{path}: array {name!r} has dtype {array.dtype}, expected {words}")
+    label = arrays["label"]
+    if label.ndim != 1:
+        raise CnnlabError(f"{path}: array 'label' has shape {label.shape}, expected (N,)")
+    n = label.shape[0]
+    if n == 0:
+        raise CnnlabError(f"{path}: holds 0 images, expected at least one per class")
+    size = config.image_size
+    for name in ARRAYS:
+        tail = {"SS3": (size, size, 3), "SS": (size, size), "": ()}[_LAYOUT[name][2]]
+        shape = arrays[name].shape
+        if shape[:1] != (n,):
+            raise CnnlabError(
+                f"{path}: array {name!r} holds {shape[0] if shape else 'no'} entries along its "
+                f"first axis but 'label' holds {n}; expected one entry per image"
+            )
+        if shape[1:] != tail:
+            raise CnnlabError(f"{path}: array {name!r} has shape {shape}, expected {(n, *tail)}")
+    if label.min() < 0 or label.max() >= config.num_classes:
+        bad = label[(label < 0) | (label >= config.num_classes)][0]
+        raise CnnlabError(
+            f"{path}: array 'label' holds {bad}, outside 0..{config.num_classes - 1} "
+            f"for the {config.num_classes} classes of its settings"
+        )
+    colors = arrays["color"]
+    if colors.min() < 0 or colors.max() >= len(config.colors):
+        raise CnnlabError(
+            f"{path}: array 'color' holds values outside 0..{len(config.colors) - 1} "
+            f"(indices into the colours {list(config.colors)})"
+        )
+    for name in ("shift_x", "shift_y"):
+        if not np.isfinite(arrays[name]).all():
+            raise CnnlabError(f"{path}: array {name!r} holds NaN or infinite values")
+    for part in ("train", "test"):
+        if not (arrays["split"] == part).any():
+            raise CnnlabError(f"{path}: array 'split' names no {part!r} image")
     if not np.isin(arrays["split"], ("train", "test")).all():
         raise CnnlabError(f"{path}: 'split' holds values other than 'train' and 'test'")
-    return LinesData(config, arrays)
 
 
 def _current_fields(saved: dict[str, Any]) -> dict[str, Any]:

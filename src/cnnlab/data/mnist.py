@@ -120,7 +120,9 @@ def load_mnist(
     The folder is ``directory``, else ``$CNNLAB_MNIST_DIR``, else the download cache
     (fetched if needed and ``download`` is true). ``split="study"`` pools all images and
     holds out a stratified ``test_fraction`` chosen by ``seed``; ``split="official"`` keeps
-    the shipped train/test split. Images are (N, 1, H, W) uint8.
+    the shipped train/test split. Images are (N, 1, H, W) uint8. Each file is checked as
+    it is read (:func:`cnnlab.data.idx.read_idx`): never decompressed beyond what its header
+    announces, refused when empty, over 1 GiB, short or long, in one line naming it.
     """
     if split not in SPLITS:
         raise CnnlabError(f"unknown MNIST split {split!r}: choose one of {', '.join(SPLITS)}")
