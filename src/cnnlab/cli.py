@@ -11,7 +11,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -463,9 +463,9 @@ Workers: --jobs N starts N worker processes here, each with max(1, cores // N) t
 number of workers on other machines can join through a shared folder (NFS ...):
     cnnlab study STUDY --out DIR --worker [--jobs N]
 They train and leave when no run is left; the command without --worker trains too and writes
-the summary when every run is done. Workers claim runs with claim files in DIR/claims (created
-atomically, so no run is trained twice); a claim whose worker died (a dead local process, or
-no heartbeat for --stale-after seconds) is taken over and its run resumed.""",
+the summary when every run is done. Workers claim runs with claim folders in DIR/claims
+(renamed into place, so no run is trained twice); a claim whose worker died (a dead local
+process, or no heartbeat for --stale-after seconds) is taken over and its run resumed.""",
     )
     study.add_argument("study", metavar="STUDY", help="study YAML file or study preset name")
     study.add_argument(
@@ -499,7 +499,7 @@ no heartbeat for --stale-after seconds) is taken over and its run resumed.""",
         type=float,
         default=600.0,
         metavar="SECONDS",
-        help="take over a claim with no heartbeat for this long (600)",
+        help="take over a claim with no heartbeat for this long (600; at least 60)",
     )
     study.add_argument("--quiet", action="store_true", help="print only errors")
     study.set_defaults(handler=_study)
@@ -626,10 +626,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
+    except Interrupted as exc:  # a training (or a study) saved a checkpoint and stopped
+        print(f"cnnlab: {exc}", file=sys.stderr)
+        return 130
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # outside training (training saves and raises CnnlabError)
+    except KeyboardInterrupt:  # outside training
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `cnnlab ... | head`: the reader left; say nothing more

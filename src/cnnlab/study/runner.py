@@ -33,7 +33,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
 from cnnlab.runfolder import RunFolder
-from cnnlab.study.claims import STALE_AFTER_SECONDS
+from cnnlab.study.claims import STALE_AFTER_SECONDS, check_stale_after
 from cnnlab.study.results import (
     PLAN_FILE,
     REPORT_FILE,
@@ -80,6 +80,7 @@ def run_study(
         raise CnnlabError(f"--jobs must be at least 1, got {jobs}")
     if threads is not None and threads < 1:
         raise CnnlabError(f"--threads must be at least 1, got {threads}")
+    check_stale_after(stale_after)
     spec = load_study(
         study,
         quick=quick,
@@ -135,7 +136,7 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
     from cnnlab.models.flops import training_flops_per_image
     from cnnlab.training.run import prepare_dataset
 
-    shapes: dict[str, tuple[int, int, tuple[int, int]]] = {}
+    shapes: dict[str, tuple[int, int, tuple[int, int], int]] = {}
     result = {}
     for variant in spec.variants:
         config = next(r.config for r in spec.runs if r.variant == variant.name)
@@ -143,14 +144,15 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
         where = f"{spec.origin}: variants.{variant.name}"
         if key not in shapes:
             data = prepare_dataset(config)
-            shapes[key] = (data.channels, data.num_classes, data.image_size)
-        channels, classes, size = shapes[key]
+            shapes[key] = (data.channels, data.num_classes, data.image_size, len(data.train))
+        channels, classes, size, train_images = shapes[key]
         options = {k: v for k, v in config.model.items() if k != "name"}
         try:
             model = create_model(config.model["name"], channels, classes, size, **options)
         except CnnlabError as exc:
             raise CnnlabError(f"{where}: {exc}") from None
-        flops = training_flops_per_image(model, channels, size, config.train.batch_size)
+        batch = min(config.train.batch_size, train_images)  # a batch is never larger
+        flops = training_flops_per_image(model, channels, size, batch)
         result[variant.name] = {
             "parameters": parameter_count(model),
             "training_flops_per_image": flops,
