@@ -353,3 +353,9 @@ def test_config_from_dict_checks_what_it_is_given() -> None:
     raw["train"]["lr"] = 10**5000  # too long even to print
     with pytest.raises(CnnlabError, match=r"^here: train\.lr must be a finite number, got a 1661"):
         config_from_dict(raw, "here")
+
+
+def test_a_lines_dataset_too_large_for_memory_is_refused_before_any_work() -> None:
+    message = refused("data.dataset=lines", "data.lines={per_class: 1000000000}")
+    assert "data.lines: per_class/image_size: 96 classes x 1000000000 images" in message
+    assert "at most 8 GiB" in message

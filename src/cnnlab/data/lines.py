@@ -81,6 +81,10 @@ def parse_color(spec: str) -> tuple[int, int, int]:
     )
 
 
+MAX_BYTES = 8 * 2**30
+"""The most memory a generated dataset may take (images and masks): a typo's guard."""
+
+
 @dataclass(frozen=True)
 class LinesConfig:
     """Everything that defines a Lines dataset; the study's values are the defaults.
@@ -177,6 +181,14 @@ class LinesConfig:
             f"jpeg_quality: expected a whole number in 1..100 (0: none), got {self.jpeg_quality}",
         )
         need(self.per_class >= 2, f"per_class: expected at least 2 images, got {self.per_class}")
+        classes = len(self.lengths) * len(self.widths) * len(self.colors) * (180 // self.angle_step)
+        size = classes * self.per_class * self.image_size**2 * (3 + 1)  # RGB images and masks
+        need(
+            size <= MAX_BYTES,
+            f"per_class/image_size: {classes} classes x {self.per_class} images of "
+            f"{self.image_size} px would take {size / 2**30:,.1f} GiB in memory; at most "
+            f"{MAX_BYTES // 2**30} GiB",
+        )
         need(
             0 < self.test_fraction < 1,
             f"test_fraction: expected a number between 0 and 1, got {self.test_fraction}",
