@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import sys
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from cnnlab.data.dataset import compose_factors
+from cnnlab.data.images import IMAGE_SUFFIXES, conform, open_image
 from cnnlab.data.npzio import read_npz
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.heads import head_probabilities
@@ -23,7 +20,7 @@ from cnnlab.fileio import atomic_open
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.training.run import Run, load_run
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+__all__ = ["IMAGE_SUFFIXES", "Prediction", "predict", "read_images", "write_predictions"]
 
 
 @dataclass(frozen=True)
@@ -41,9 +38,11 @@ class Prediction:
 def read_images(source: str | Path, preprocess: Preprocess) -> tuple[torch.Tensor, list[str]]:
     """Images as uint8 (N, C, H, W) for a model, and a label for each (file name or index).
 
-    Files are converted to the model's channels (grey or RGB) and resized to its input size,
-    with a note on stderr; 16-bit greyscale pictures are scaled to 8 bit (value / 257, so
-    65535 becomes 255), and pictures over Pillow's decompression-bomb limit
+    Files are converted to the model's channels and resized to its input size by the rule
+    training data of files follows (:func:`cnnlab.data.images.conform`: Pillow BILINEAR,
+    alpha over black, RGB to grey by luma, grey to RGB by repetition), with a note on stderr;
+    16-bit greyscale pictures are scaled to 8 bit (value / 257, so 65535 becomes 255), and
+    pictures over Pillow's decompression-bomb limit
     (``PIL.Image.MAX_IMAGE_PIXELS``) are refused unread. Arrays in an ``.npz`` (key
     ``images``, (N, H, W, C), (N, C, H, W) or (N, H, W)) must already have the right channel
     count and size and hold at least one image. Their values: uint8 as they are; other
@@ -68,65 +67,24 @@ def read_images(source: str | Path, preprocess: Preprocess) -> tuple[torch.Tenso
     return _from_files([path], preprocess), [str(path)]
 
 
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
-
-
 def _from_files(files: list[Path], preprocess: Preprocess) -> torch.Tensor:
-    from PIL import Image
-
-    mode = "L" if preprocess.channels == 1 else "RGB"
+    """The files made the model's size and channels by the datasets' rule
+    (:func:`cnnlab.data.images.conform`)."""
     if preprocess.channels not in (1, 3):
         raise CnnlabError(f"model expects {preprocess.channels} channels; only 1 or 3 from files")
     h, w = preprocess.image_size
     arrays, resized, scaled = [], 0, 0
     for file in files:
-        with _opened(file) as picture:
-            # 16-bit grey ("I" for PNGs in older Pillow): convert("L") would clip at 255
-            if picture.mode in _SIXTEEN_BIT or (picture.mode == "I" and picture.format == "PNG"):
-                wide = np.asarray(picture, dtype=np.uint32)
-                picture = Image.fromarray(((wide + 128) // 257).astype(np.uint8), "L")
-                scaled += 1
-            elif picture.mode in ("I", "F"):
-                raise CnnlabError(
-                    f"{file}: 32-bit {'integer' if picture.mode == 'I' else 'float'} pixels "
-                    "are not supported; expected 8-bit or 16-bit grey, or 8-bit colour"
-                )
-            picture = picture.convert(mode)
-            if picture.size != (w, h):
-                picture = picture.resize((w, h), Image.Resampling.BILINEAR)
-                resized += 1
-            arrays.append(np.asarray(picture, dtype=np.uint8))
+        with open_image(file) as picture:
+            done = conform(picture, (h, w), preprocess.channels, file)
+        arrays.append(done.pixels)
+        resized += done.resized
+        scaled += done.scaled
     if scaled:
         print(f"note: scaled {scaled} 16-bit image(s) to 8 bit (value / 257)", file=sys.stderr)
     if resized:
         print(f"note: resized {resized} image(s) to the model's {w}x{h} input", file=sys.stderr)
-    stack = np.stack(arrays)
-    stack = stack[..., None] if stack.ndim == 3 else stack
-    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
-
-
-@contextlib.contextmanager
-def _opened(file: Path) -> Iterator[Any]:
-    """The picture in ``file``, decoded, with one-line errors for unreadable or huge files.
-
-    Pillow's decompression-bomb warning (over ``MAX_IMAGE_PIXELS``) is an error here too:
-    such a picture is refused before its pixels are decoded.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as picture:
-                picture.load()
-                yield picture
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise CnnlabError(
-            f"{file}: too many pixels to decode safely: {exc} (Pillow's MAX_IMAGE_PIXELS is "
-            f"{Image.MAX_IMAGE_PIXELS})"
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError, EOFError) as exc:
-        raise CnnlabError(f"{file}: not a readable image ({exc})") from None
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 _ACCEPTED = "uint8, integers in 0..255, or floats in [0, 1] or [0, 255]"

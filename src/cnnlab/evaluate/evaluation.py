@@ -161,7 +161,13 @@ def load_transfer_dataset(run: Run, source: str | Path) -> ImageDataset:
     d = run.config.data
     mnist_dir = d.mnist_dir if str(source) == "mnist" else None
     data = load_dataset(
-        source, seed=run.config.seed, mnist_dir=mnist_dir, mnist_split=d.mnist_split
+        source,
+        seed=run.config.seed,
+        mnist_dir=mnist_dir,
+        mnist_split=d.mnist_split,
+        image_size=d.image_size,
+        channels=d.channels,
+        test_fraction=d.test_fraction,
     )
     problem = _class_mismatch(data.class_names, run.class_names) or _shape_mismatch(data, run)
     if problem is None and isinstance(getattr(run.model, "heads", None), dict):

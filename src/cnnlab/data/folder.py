@@ -1,0 +1,162 @@
+"""A folder of image files, one sub-folder per class, as an :class:`ImageDataset`.
+
+Two layouts: ``ROOT/<class>/*.png`` (split here: seeded, stratified, ``test_fraction`` of each
+class to test) or ``ROOT/train/<class>/...`` and ``ROOT/test/<class>/...`` (used as given; both
+must hold the same classes). A ``ROOT/val/`` folder is not loaded: it is only recorded in the
+provenance (validation comes from ``data.val_fraction``). Class names are the folder names,
+sorted (as numbers when every name is a whole number). Only files directly inside a class
+folder with an image suffix count; hidden files and folders are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.data.dataset import ImageDataset, Split, stratified_split
+from cnnlab.data.images import IMAGE_SUFFIXES, decode_images, image_files
+from cnnlab.errors import CnnlabError
+
+SPLIT_FOLDERS = ("train", "test", "val")
+
+
+def sort_class_names(names: set[str] | Sequence[str]) -> tuple[str, ...]:
+    """Class names in a stable order: numerically when all are whole numbers, else by text."""
+    unique = set(names)
+    if unique and all(n.isdecimal() for n in unique):
+        return tuple(sorted(unique, key=lambda n: (int(n), n)))
+    return tuple(sorted(unique))
+
+
+def is_image_folder(root: Path) -> bool:
+    """Whether ``root`` holds at least one visible sub-folder (a class or ``train``/``test``)."""
+    return any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+
+
+def load_folder(
+    root: str | Path,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    image_size: int | None = None,
+    channels: int | None = None,
+) -> ImageDataset:
+    """The images under ``root`` (either layout, see the module docstring), decoded once."""
+    root = Path(root)
+    split_dirs = {name: root / name for name in SPLIT_FOLDERS if (root / name).is_dir()}
+    provenance: dict[str, Any] = {"source": str(root), "format": "image folder"}
+    if "train" in split_dirs or "test" in split_dirs:
+        missing = [name for name in ("train", "test") if name not in split_dirs]
+        if missing:
+            raise CnnlabError(
+                f"{root}: has {'train' if missing == ['test'] else 'test'}/ but no "
+                f"{missing[0]}/ folder; give both train/ and test/ or only class folders"
+            )
+        train_classes = _class_files(split_dirs["train"])
+        test_classes = _class_files(split_dirs["test"])
+        if set(train_classes) != set(test_classes):
+            only_train = ", ".join(sorted(set(train_classes) - set(test_classes))) or "none"
+            only_test = ", ".join(sorted(set(test_classes) - set(train_classes))) or "none"
+            raise CnnlabError(
+                f"{root}: train/ and test/ hold different classes (only in train/: "
+                f"{only_train}; only in test/: {only_test})"
+            )
+        names = sort_class_names(train_classes)
+        files, labels, is_test = [], [], []
+        for part, classes in (("train", train_classes), ("test", test_classes)):
+            for index, name in enumerate(names):
+                files += classes[name]
+                labels += [index] * len(classes[name])
+                is_test += [part == "test"] * len(classes[name])
+        provenance.update(layout="train/ and test/ folders", split="as given")
+        if "val" in split_dirs:
+            val = split_dirs["val"]
+            count = sum(1 for p in val.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            provenance["val_folder"] = {"path": str(val), "image_files": count, "loaded": False}
+        split = np.asarray(is_test, dtype=bool)
+    else:
+        classes = _class_files(root)
+        names = sort_class_names(classes)
+        files, labels = [], []
+        for index, name in enumerate(names):
+            files += classes[name]
+            labels += [index] * len(classes[name])
+        split = None
+        provenance["layout"] = "one folder per class"
+    return build_dataset(
+        root.name or str(root),
+        files,
+        np.asarray(labels, dtype=np.int64),
+        names,
+        split,
+        seed=seed,
+        test_fraction=test_fraction,
+        image_size=image_size,
+        channels=channels,
+        provenance=provenance,
+        what=str(root),
+    )
+
+
+def _class_files(folder: Path) -> dict[str, list[Path]]:
+    """Class name -> its image files, for each visible sub-folder; empty classes are refused."""
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise CnnlabError(
+            f"{folder}: no class folders (expected {folder}/<class>/*.png, or train/ and test/ "
+            "folders of class folders)"
+        )
+    classes = {}
+    for d in dirs:
+        files = image_files(d)
+        if not files:
+            raise CnnlabError(
+                f"{d}: class folder with no images ({', '.join(IMAGE_SUFFIXES)} files directly "
+                "inside it)"
+            )
+        classes[d.name] = files
+    return classes
+
+
+def build_dataset(
+    name: str,
+    files: Sequence[Path],
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    is_test: np.ndarray | None,
+    *,
+    seed: int,
+    test_fraction: float,
+    image_size: int | None,
+    channels: int | None,
+    provenance: dict[str, Any],
+    what: str,
+) -> ImageDataset:
+    """Files with labels (and a test mask, or None to split by ``seed``) decoded to a dataset."""
+    if not files:
+        raise CnnlabError(f"{what}: no images (an empty dataset)")
+    if is_test is None:
+        is_test = stratified_split(labels, test_fraction, seed)
+        provenance["split"] = f"seeded stratified: test_fraction {test_fraction}, seed {seed}"
+    for part, mask in (("train", ~is_test), ("test", is_test)):
+        if not mask.any():
+            raise CnnlabError(
+                f"{what}: the {part} split would hold no images ({len(files)} images, "
+                f"test_fraction {test_fraction}); add images or change data.test_fraction"
+            )
+    decoded = decode_images(files, image_size=image_size, channels=channels, what=what)
+    provenance.update(decoded.provenance(image_size, channels))
+    provenance["files"] = len(files)
+    images, targets = decoded.images, torch.from_numpy(labels)
+    mask = torch.from_numpy(is_test)
+    return ImageDataset(
+        name=name,
+        train=Split(images[~mask], targets[~mask]),
+        test=Split(images[mask], targets[mask]),
+        class_names=class_names,
+        provenance=provenance,
+    )
