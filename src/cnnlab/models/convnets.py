@@ -73,6 +73,10 @@ def conv_stages(
             size = [s // 2 for s in size]
         if dropout > 0:
             layers[f"drop{stage}"] = nn.Dropout(dropout)
+    if min(size) < 1:
+        raise ValueError(
+            f"the image {tuple(image_size)} is too small for {len(channels)} downsampling stages"
+        )
     return nn.Sequential(layers), previous, size
 
 
@@ -118,6 +122,8 @@ def part1(
         h, w = ((s - kernel_size + 1) // 2 for s in image_size)
     else:
         h, w = ((s - kernel_size) // 2 + 1 for s in image_size)
+    if min(h, w) < 1:
+        raise ValueError(f"the image {tuple(image_size)} is too small to pool after the conv")
     if dropout > 0:
         layers["drop1"] = nn.Dropout(dropout)
     head: OrderedDict[str, nn.Module] = OrderedDict(

@@ -1,6 +1,6 @@
 """An inference copy of a model with its batch norms folded away: same outputs, less work.
 
-Three rewrites, each exact up to float rounding:
+Four rewrites, each exact up to float rounding:
 
 - ``Conv -> BN``: the BN is folded into the convolution (``torch.nn.utils.fusion``).
 - ``ReLU -> BN -> MaxPool`` (the study's ``part1`` order): a per-channel affine map with a
@@ -13,43 +13,62 @@ Three rewrites, each exact up to float rounding:
 ReLUs become in-place; the folded BNs are removed (an ``Identity`` left in a ``Sequential``
 would make ``optimize_for_inference`` convert layouts around it). A BN whose scale is not
 positive everywhere is left where it is.
+
 :func:`inference_model` then hands a CPU model to torch's own ``optimize_for_inference``
 (oneDNN layouts, weights packed once): on part1 that doubles MNIST evaluation throughput.
+
+Any model may come here (a user's own): the first two rewrites and in-place ReLUs apply only
+inside plain ``nn.Sequential`` containers, where a layer's output feeds nothing but the next
+layer; the last two only to a :class:`~cnnlab.models.convnets.ConvNet`, whose ``forward`` is
+known. A model that cannot be copied or fused is run as it is, with a note (once per class).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import sys
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from cnnlab.models.convnets import ConvNet
+
+_FRESH = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d)
+"""Layers whose output is a new tensor: a ReLU right after one may work in place."""
+_noted: set[str] = set()
 
 
 @torch.no_grad()
 def fused_for_inference(model: nn.Module) -> nn.Module:
     """A fused eval-mode copy of ``model`` (the model itself is not changed)."""
     fused = copy.deepcopy(model).eval()
-    for module in list(fused.modules()):
-        if isinstance(module, nn.Sequential):
-            _fuse_sequential(module)
-        if isinstance(module, nn.ReLU):
-            module.inplace = True
-    features, classifier = getattr(fused, "features", None), getattr(fused, "classifier", None)
-    if isinstance(features, nn.Sequential) and isinstance(classifier, nn.Sequential):
-        _fold_into_linear(features, classifier)
-        _flatten_channels_last(features, classifier)
-    for module in list(fused.modules()):
-        if isinstance(module, nn.Sequential):  # folded-away layers: no op left behind
-            for name in [n for n, m in module._modules.items() if isinstance(m, nn.Identity)]:
-                del module._modules[name]
+    sequentials = [m for m in fused.modules() if _plain_sequential(m)]
+    for seq in sequentials:
+        _fuse_sequential(seq)
+    if type(fused).forward is ConvNet.forward:  # classifier(features(x)), nothing between
+        features, classifier = fused.features, fused.classifier
+        if _plain_sequential(features) and _plain_sequential(classifier):
+            _fold_into_linear(features, classifier)
+            _flatten_channels_last(features, classifier)
+    for seq in sequentials:  # folded-away layers: no op left behind
+        for name in [n for n, m in seq._modules.items() if isinstance(m, nn.Identity)]:
+            del seq._modules[name]
+        layers = list(seq._modules.values())
+        for before, layer in itertools.pairwise(layers):
+            if isinstance(layer, nn.ReLU) and isinstance(before, _FRESH):
+                layer.inplace = True
     return fused
 
 
 def inference_model(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
     """The fastest exact inference copy of ``model`` for ``device``: :func:`fused_for_inference`,
     then on the CPU ``torch.fx.experimental.optimization.optimize_for_inference``."""
-    fused = fused_for_inference(model)
+    try:
+        fused = fused_for_inference(model)
+    except Exception as exc:  # a user's model this cannot copy or rewrite: run it as it is
+        return _plain(model, exc)
     if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
         return fused
     from torch.fx.experimental.optimization import optimize_for_inference
@@ -58,6 +77,26 @@ def inference_model(model: nn.Module, device: torch.device | str = "cpu") -> nn.
         return optimize_for_inference(fused)
     except Exception:  # a model that fx cannot trace: the fused copy is exact and fast too
         return fused
+
+
+def _plain(model: nn.Module, exc: Exception) -> nn.Module:
+    """``model`` in eval mode (a copy where it can be copied), noting once per class why."""
+    name = f"{type(model).__module__}.{type(model).__qualname__}"
+    if name not in _noted:
+        _noted.add(name)
+        print(
+            f"note: {name} runs unfused for inference ({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
+    try:
+        return copy.deepcopy(model).eval()
+    except Exception:
+        return model.eval()
+
+
+def _plain_sequential(module: nn.Module) -> bool:
+    """An ``nn.Sequential`` whose forward is Sequential's own (each layer feeds the next)."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
 class FlattenHWC(nn.Module):

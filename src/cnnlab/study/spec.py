@@ -309,16 +309,10 @@ def _run_config(
 
 
 def _check_model_options(config: RunConfig, where: str) -> None:
-    from cnnlab.models import model_options
+    from cnnlab.models.registry import check_model_options
 
-    name = config.model["name"]
+    options = {k: v for k, v in config.model.items() if k != "name"}
     try:
-        valid = model_options(name)
+        check_model_options(config.model["name"], options)
     except CnnlabError as exc:
         raise CnnlabError(f"{where}: {exc}") from None
-    unknown = sorted(set(config.model) - {"name"} - set(valid))
-    if unknown:
-        raise CnnlabError(
-            f"{where}: model {name!r}: unknown option(s) {', '.join(unknown)}; "
-            f"valid options: {', '.join(valid) or 'none'}"
-        )
