@@ -85,6 +85,10 @@ BAD: dict[str, tuple[str, ...]] = {
     ),
     "data.train_limit": (*NOT_LIMIT, "0", "-1", str(-(10**23))),
     "data.test_limit": (*NOT_LIMIT, "0", "-1"),
+    "data.image_size": (*NOT_LIMIT, "0", "3", "513", "-28"),
+    "data.channels": (*NOT_LIMIT, "0", "2", "4"),
+    "data.test_fraction": (*NOT_NUMBERS, *NOT_FINITE, "0", "1", "-0.1", "1.5"),
+    "data.val_fraction": (*NOT_NUMBERS, *NOT_FINITE, "1", "-0.1"),
     "data.holdout": (
         *NOT_MAPPING,
         "{fraction: 0.1}",

@@ -361,6 +361,7 @@ class DatasetFacts:
     train: int
     test: int
     class_names: tuple[str, ...]
+    val: int = 0  # validation images, taken from the training split
     factor_levels: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     masks: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -384,6 +385,7 @@ class DatasetFacts:
             name=str(raw["name"]),
             train=int(raw.get("train") or 0),
             test=int(raw.get("test") or 0),
+            val=int(raw.get("val") or 0),
             class_names=tuple(str(c) for c in raw["class_names"]),
             factor_levels={str(k): tuple(v) for k, v in levels.items()},
             # written since format 1; before, only Lines data had masks (and was named so)

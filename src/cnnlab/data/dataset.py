@@ -67,10 +67,13 @@ class ImageDataset:
     class_names: tuple[str, ...]
     factor_levels: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    val: Split | None = None
+    """Images held out of training to choose on (best checkpoint), never the test split."""
 
     def __post_init__(self) -> None:
-        if self.train.images.shape[1:] != self.test.images.shape[1:]:
-            raise ValueError("train and test images differ in shape")
+        for part in (self.test, *((self.val,) if self.val is not None else ())):
+            if self.train.images.shape[1:] != part.images.shape[1:]:
+                raise ValueError("the splits' images differ in shape")
 
     @cached_property
     def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

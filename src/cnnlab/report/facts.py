@@ -74,21 +74,20 @@ def comparison_columns(records: Sequence[RunRecord]) -> list[str]:
 
 def comparison_row(record: RunRecord) -> dict[str, str]:
     """One run's cells for :func:`comparison_columns`, as display text (``–`` if absent)."""
-    info, metrics = record.info, record.metrics
-    model = info.get("model", {})
-    n = integer(metrics.get("n"))
+    run, metrics = record.run, record.metrics  # metrics: checked to hold METRICS_KEYS
+    n = integer(metrics["n"])
     row = {
         "run": record.label,
-        "dataset": str(metrics.get("dataset") or info.get("dataset", {}).get("name", "–")),
-        "model": str(model.get("name", "–")),
+        "dataset": str(metrics["dataset"]),
+        "model": str(run.model.get("name", "–")),
         "kind": record.kind,
-        "parameters": integer(model.get("parameters")),
+        "parameters": integer(run.model.get("parameters")),
         "epochs": str(len(record.history)) if record.history else "–",
         "test images": f"{n} (unseen)" if record.holdout else n,
-        "test accuracy": fraction(metrics.get("accuracy")),
-        "test loss": fraction(metrics.get("loss")),
-        "macro F1": fraction(metrics.get("macro", {}).get("f1")),
-        "train time": duration(info.get("train_seconds")),
+        "test accuracy": fraction(metrics["accuracy"]),
+        "test loss": fraction(metrics["loss"]),
+        "macro F1": fraction(metrics["macro"].get("f1")),
+        "train time": duration(run.train_seconds),
     }
     for name, value in record.factor_accuracy.items():
         row[f"{name}{FACTOR_SUFFIX}"] = fraction(value)
@@ -99,10 +98,8 @@ def groups_by_test_set(records: Sequence[RunRecord]) -> list[list[int]]:
     """Indices of ``records`` grouped by test set (same dataset provenance and size)."""
     groups: dict[str, list[int]] = {}
     for i, record in enumerate(records):
-        dataset = record.info.get("dataset", {})
-        key = compact_json(
-            [dataset.get("name"), dataset.get("provenance"), record.metrics.get("n")]
-        )
+        dataset = record.run.dataset
+        key = compact_json([dataset.name, dataset.provenance, record.metrics["n"]])
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 

@@ -62,7 +62,8 @@ def plot_learning_curve(
     *,
     svg: bool = True,
 ) -> Path:
-    """Train (dashed) and test (solid) ``metric`` per epoch, one colour per run.
+    """Train (dashed), validation (dotted, where a run has it) and test (solid) ``metric`` per
+    epoch, one colour per run.
 
     ``histories`` maps a run label to its ``history.csv`` rows; ``metric`` is ``accuracy`` or
     ``loss``. The loss axis turns logarithmic when the loss spans more than a factor of 20.
@@ -70,6 +71,8 @@ def plot_learning_curve(
     if metric not in CURVE_METRICS:
         raise ValueError(f"metric must be one of {', '.join(CURVE_METRICS)}, got {metric!r}")
     train_key, test_key = CURVE_METRICS[metric]
+    val_key = train_key.replace("train_", "val_")
+    with_val = any(history and val_key in history[0] for history in histories.values())
     fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.add_subplot()
     colours = _palette(len(histories))
@@ -78,13 +81,16 @@ def plot_learning_curve(
     for (label, history), colour in zip(histories.items(), colours, strict=True):
         epochs = [row["epoch"] for row in history]
         marker = "o" if len(epochs) <= 30 else None
-        for key, style in ((train_key, "--"), (test_key, "-")):
+        for key, style in ((train_key, "--"), (val_key, ":"), (test_key, "-")):
+            if not history or key not in history[0]:
+                continue
             ys = [row[key] for row in history]
             values += ys
             ax.plot(epochs, ys, style, color=colour, marker=marker, markersize=3.5, lw=1.6)
         handles.append(Line2D([], [], color=colour, lw=2, label=label))
     handles += [
         Line2D([], [], color="0.35", ls="-", label="test"),
+        *([Line2D([], [], color="0.35", ls=":", label="validation")] if with_val else []),
         Line2D([], [], color="0.35", ls="--", label="train"),
     ]
     if len(histories) == 1:

@@ -35,11 +35,6 @@ class RunRecord:
     """Why the visualize folder cannot be shown."""
 
     @property
-    def info(self) -> dict[str, Any]:
-        """``run.json`` as plain values (see :attr:`run` for the typed record)."""
-        return self.run.to_dict()
-
-    @property
     def class_names(self) -> list[str]:
         return list(self.metrics["class_names"])
 

@@ -198,28 +198,26 @@ def holdout_view(record: RunRecord) -> Holdout | None:
 
 
 def provenance_table(record: RunRecord) -> Table:
-    info = record.info
-    dataset = info.get("dataset", {})
-    model = info.get("model", {})
-    hardware = info.get("hardware", {})
-    versions = info.get("versions", {})
-    epochs = len(record.history)
+    run, data = record.run, record.run.dataset
+    hardware = run.hardware  # as the run recorded it (older runs may lack a field)
+    splits = [f"{integer(data.train)} train", f"{integer(data.test)} test images"]
+    if data.val:
+        splits.insert(1, f"{integer(data.val)} validation")
     rows: list[tuple[str, Any]] = [
         ("run folder", record.path),
-        ("run name", info.get("name", "–")),
-        ("status", info.get("status", "–")),
-        ("seed", info.get("seed", "–")),
-        ("started", info.get("started", "–")),
-        ("finished", info.get("finished", "–")),
-        ("train time", f"{duration(info.get('train_seconds'))} over {epochs} epochs"),
-        ("model", f"{model.get('name', '–')}, {integer(model.get('parameters'))} parameters"),
+        ("run name", run.name),
+        ("status", run.status),
+        ("seed", run.seed),
+        ("started", run.started or "–"),
+        ("finished", run.finished or "–"),
+        ("train time", f"{duration(run.train_seconds)} over {len(record.history)} epochs"),
         (
-            "dataset",
-            f"{dataset.get('name', '–')}: {integer(dataset.get('train'))} train / "
-            f"{integer(dataset.get('test'))} test images, {len(record.class_names)} classes",
+            "model",
+            f"{run.model.get('name', '–')}, {integer(run.model.get('parameters'))} parameters",
         ),
-        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "–"),
-        ("git commit", info.get("git_commit") or "unknown"),
+        ("dataset", f"{data.name}: {' / '.join(splits)}, {len(record.class_names)} classes"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in run.versions.items()) or "–"),
+        ("git commit", run.git_commit or "unknown"),
         (
             "hardware",
             f"{hardware.get('device', '–')} ({hardware.get('device_name', '–')}), "
@@ -227,8 +225,8 @@ def provenance_table(record: RunRecord) -> Table:
             f"{hardware.get('world_size', 1)} process(es), "
             f"precision {hardware.get('precision', 'fp32')}",
         ),
-        ("preprocess", compact_json(info.get("preprocess", {}))),
-        ("dataset provenance", compact_json(dataset.get("provenance", {}))),
+        ("preprocess", compact_json(run.preprocess)),
+        ("dataset provenance", compact_json(data.provenance)),
     ]
     seconds = record.metrics.get("seconds")
     speed = record.metrics.get("images_per_second")

@@ -27,15 +27,24 @@ from cnnlab.errors import CnnlabError
 class DataConfig:
     """Which dataset, and how much of it.
 
-    ``dataset`` is ``mnist``, ``lines``, a ``lines.npz`` path or a folder of IDX files.
-    ``train_limit``/``test_limit`` keep a seeded random subset (quick runs, tests). ``holdout``
-    keeps factor combinations out of training and tests on them (see cnnlab.data.holdout).
+    ``dataset`` is ``mnist``, ``lines``, or a path (see :func:`cnnlab.data.load_dataset`).
+    ``image_size``/``channels`` (None: as the data is) make every image that size and that many
+    channels (1 grey, 3 RGB) where a source of files allows it. ``test_fraction`` splits a
+    source that has no split of its own (seeded, stratified). ``val_fraction`` takes a seeded,
+    stratified validation split from the training images: ``best.pt`` and every other choice
+    during training are made on it, never on the test split. ``train_limit``/``test_limit`` keep
+    a seeded random subset (quick runs, tests). ``holdout`` keeps factor combinations out of
+    training and tests on them (see cnnlab.data.holdout).
     """
 
     dataset: str = "mnist"
     mnist_dir: str | None = None
     mnist_split: str = "study"
     lines: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
+    channels: int | None = None
+    test_fraction: float = 0.2
+    val_fraction: float = 0.0
     train_limit: int | None = None
     test_limit: int | None = None
     holdout: dict[str, Any] = field(default_factory=dict)
@@ -280,6 +289,13 @@ def _validate_data(config: RunConfig, origin: str) -> int | None:
     d = config.data
     _need(d.dataset != "", origin, "data.dataset", "mnist, lines or a path", d.dataset)
     _need(d.mnist_dir != "", origin, "data.mnist_dir", "a folder or null", d.mnist_dir)
+    size = d.image_size
+    _need(size is None or 4 <= size <= 512, origin, "data.image_size", "null or 4..512 px", size)
+    _need(
+        d.channels in (None, 1, 3), origin, "data.channels", "null, 1 (grey) or 3 (RGB)", d.channels
+    )
+    _need(0 < d.test_fraction < 1, origin, "data.test_fraction", "in (0, 1)", d.test_fraction)
+    _need(0 <= d.val_fraction < 1, origin, "data.val_fraction", "in [0, 1)", d.val_fraction)
     for key in ("train_limit", "test_limit"):
         value = getattr(d, key)
         _need(
@@ -349,18 +365,29 @@ def _holdout(spec: dict[str, Any], dataset: str, lines: Any, origin: str) -> dic
 
 
 def _validate_model(config: RunConfig, origin: str) -> None:
+    """``model.name``: a registered family, or an import path (imported now: errors come early);
+    a ``<given> ...`` name (a module given to ``train``) is refused only when it is rebuilt."""
     from cnnlab.models import model_names
+    from cnnlab.models.registry import GIVEN, is_import_path, resolve_factory
 
     name = config.model.get("name")
     if not isinstance(name, str):
         raise CnnlabError(
-            f"{origin}: model.name must be a model name ({', '.join(model_names())}), "
-            f"got {_show(name)}"
+            f"{origin}: model.name must be a model name ({', '.join(model_names())}) or an "
+            f"import path package.module:factory, got {_show(name)}"
         )
+    if name.startswith(GIVEN):
+        return
+    if is_import_path(name):
+        try:
+            resolve_factory(name)
+        except CnnlabError as exc:
+            raise CnnlabError(f"{origin}: {exc}") from None
+        return
     if name not in model_names():
         raise CnnlabError(
             f"{origin}: model.name: model {name!r} is unknown; known models: "
-            f"{', '.join(model_names())}"
+            f"{', '.join(model_names())}, or an import path package.module:factory"
         )
 
 

@@ -26,6 +26,8 @@ from cnnlab.training.precision import as_float, autocast, resolve_precision
 from cnnlab.training.progress import Progress
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+"""``history.csv``'s columns without a validation split (with one, ``val_loss`` and
+``val_acc`` follow the train columns; objectives add their own per split)."""
 
 
 @dataclass
@@ -92,18 +94,27 @@ class Engine:
         )
         self.objective = objective_for(self.model, dataset, self.t)
         self.train_images = dataset.train.images.to(device)
-        self.test_images = dataset.test.images.to(device)
         self.train_targets = {
             k: v.to(device) for k, v in self.objective.targets(dataset.train).items()
         }
-        self.test_targets = {
-            k: v.to(device) for k, v in self.objective.targets(dataset.test).items()
+        self.evaluated = {  # the splits measured after every epoch: validation (if any), test
+            name: (
+                split.images.to(device),
+                {k: v.to(device) for k, v in self.objective.targets(split).items()},
+            )
+            for name, split in (("val", dataset.val), ("test", dataset.test))
+            if split is not None
         }
         self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), self.t)
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
-        self.columns = HISTORY_COLUMNS + tuple(
-            f"{part}_{name}" for part in ("train", "test") for name in self.objective.extra
+        parts = ("train", *self.evaluated)
+        self.columns = (
+            "epoch",
+            *(f"{part}_{name}" for part in parts for name in ("loss", "acc")),
+            "lr",
+            "seconds",
+            *(f"{part}_{name}" for part in parts for name in self.objective.extra),
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -182,28 +193,31 @@ class Engine:
 
     def _end_epoch(self, position: Position, on_epoch: Any) -> None:
         """Evaluate, record the epoch, save the checkpoints and call ``on_epoch``."""
-        test = self.evaluate()
         train = self.dist.sum(torch.tensor(position.sums, dtype=torch.float64))
         row = {
             "epoch": position.epoch + 1,
             **self._averages("train", train),
-            **self._averages("test", test),
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": position.seconds,
         }
+        for name, (images, targets) in self.evaluated.items():
+            row.update(self._averages(name, self.evaluate(images, targets)))
         row = {k: row[k] for k in self.columns}
         position.history.append(row)
         position.epoch, position.batch = position.epoch + 1, 0
         position.sums, position.seconds = [], 0.0
+        measured = "  ".join(
+            f"{part} loss {row[f'{part}_loss']:.4f} acc {row[f'{part}_acc']:.4f}"
+            for part in ("train", *self.evaluated)
+        )
         self.progress.end_epoch(
-            f"epoch {row['epoch']}/{self.t.epochs}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
-            f"acc {row['test_acc']:.4f}  "
-            f"({row['seconds']:.1f} s)"
+            f"epoch {row['epoch']}/{self.t.epochs}  {measured}  ({row['seconds']:.1f} s)"
         )
         self._checkpoint("last", position)
-        best = max(r["test_acc"] for r in position.history)
-        if row["test_acc"] >= best:
+        best = "val" in self.evaluated and row["val_acc"] >= max(  # never the test split
+            r["val_acc"] for r in position.history
+        )
+        if best:
             self._checkpoint("best", position)
         if on_epoch is not None:
             on_epoch(position)
@@ -285,15 +299,15 @@ class Engine:
         )
 
     @torch.inference_mode()
-    def evaluate(self) -> torch.Tensor:
-        """Sums of the objective over the whole test split (all processes), in large batches."""
+    def evaluate(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sums of the objective over a whole split (all processes), in large batches."""
         self.model.eval()
         model = inference_model(self.model, self.device)  # exact, built for speed
-        index = self.dist.shard(torch.arange(self.test_images.shape[0], device=self.device))
+        index = self.dist.shard(torch.arange(images.shape[0], device=self.device))
         totals = self._zeros()
         for start in range(0, index.numel(), self.t.eval_batch_size):
             part = index[start : start + self.t.eval_batch_size]
-            targets = {k: v.index_select(0, part) for k, v in self.test_targets.items()}
-            outputs = model(self._input(self.test_images.index_select(0, part)))
-            totals += self.objective.score(outputs, targets)[1]
+            chosen = {k: v.index_select(0, part) for k, v in targets.items()}
+            outputs = model(self._input(images.index_select(0, part)))
+            totals += self.objective.score(outputs, chosen)[1]
         return self.dist.sum(totals)

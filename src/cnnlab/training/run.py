@@ -20,10 +20,12 @@ from cnnlab.data.check import check_dataset, overlap_warning
 from cnnlab.data.dataset import ImageDataset, Split
 from cnnlab.data.holdout import apply_holdout
 from cnnlab.data.registry import load_dataset
+from cnnlab.data.validation import with_validation
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import jsonable
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
+from cnnlab.models.registry import given_model_name, materialized
 from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
 from cnnlab.training.config import (
@@ -68,7 +70,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prepare_dataset(config: RunConfig) -> ImageDataset:
-    """The run's dataset, with ``train_limit``/``test_limit`` applied (seeded subsets)."""
+    """The run's dataset: held-out combinations, seeded subsets (``train_limit``/
+    ``test_limit``) and the validation split (``val_fraction``) applied, in that order."""
     d = config.data
     dataset = load_dataset(
         d.dataset,
@@ -76,18 +79,28 @@ def prepare_dataset(config: RunConfig) -> ImageDataset:
         mnist_dir=d.mnist_dir,
         mnist_split=d.mnist_split,
         lines=d.lines,
+        image_size=d.image_size,
+        channels=d.channels,
+        test_fraction=d.test_fraction,
     )
     if d.holdout:
         dataset = apply_holdout(dataset, d.holdout, config.seed)
-    if d.train_limit is None and d.test_limit is None:
-        return dataset
+    if d.train_limit is not None or d.test_limit is not None:
+        dataset = _limited(dataset, d.train_limit, d.test_limit, config.seed)
+    return with_validation(dataset, d.val_fraction, config.seed)
+
+
+def _limited(
+    dataset: ImageDataset, train_limit: int | None, test_limit: int | None, seed: int
+) -> ImageDataset:
+    """Seeded subsets of the splits (quick runs, tests)."""
     return ImageDataset(
         name=dataset.name,
-        train=_limit(dataset.train, d.train_limit, config.seed),
-        test=_limit(dataset.test, d.test_limit, config.seed + 1),
+        train=_limit(dataset.train, train_limit, seed),
+        test=_limit(dataset.test, test_limit, seed + 1),
         class_names=dataset.class_names,
         factor_levels=dataset.factor_levels,
-        provenance={**dataset.provenance, "train_limit": d.train_limit, "test_limit": d.test_limit},
+        provenance={**dataset.provenance, "train_limit": train_limit, "test_limit": test_limit},
     )
 
 
@@ -107,14 +120,25 @@ def train(
     resume: str | Path | None = None,
     quiet: bool = False,
     device: str | None = None,
+    model: nn.Module | None = None,
 ) -> Run:
     """Train a model as ``config`` says (a RunConfig, YAML path or preset name).
+
+    ``model``: a built module to train (in place, from its own weights) instead of the config's
+    ``model`` section. The run records it as ``model.name``: its class's import path
+    (``package.module:Class``) when that class, built from the data's shape alone, is the same
+    architecture, so that the run can be loaded again; else ``<given> ...`` saying why not, and
+    loading the run (evaluate, predict, visualize, resume) is refused with what to do.
 
     With ``resume`` (a run folder), continue that run exactly where its last checkpoint left
     it: the result is bit-identical to an uninterrupted run. A run stopped before its first
     checkpoint starts again from the beginning. One training at a time holds a run folder
     (:meth:`~cnnlab.runfolder.RunFolder.lock`).
     """
+    if model is not None and not isinstance(model, nn.Module):
+        raise CnnlabError(f"model= must be a torch.nn.Module, got {type(model).__name__}")
+    if model is not None and resume is not None:
+        raise CnnlabError("model= starts a new run; a resumed run rebuilds its own model")
     if resume is not None:
         run_dir = Path(resume)
         config = _read_run_config(run_dir)
@@ -144,7 +168,7 @@ def train(
     lock = RunFolder(run_dir).lock() if dist.is_main else contextlib.nullcontext()
     try:
         with lock:
-            return _train(config, run_dir, state, torch_device, dist, progress)
+            return _train(config, run_dir, state, torch_device, dist, progress, model)
     finally:
         shutdown_distributed()
 
@@ -184,17 +208,17 @@ def continue_run(
     return state
 
 
-def _train(config, run_dir, state, device, dist, progress) -> Run:
+def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
     torch.manual_seed(config.seed)
     dataset = prepare_dataset(config)
-    model_options = {k: v for k, v in config.model.items() if k != "name"}
-    model = create_model(
-        config.model["name"],
-        dataset.channels,
-        dataset.num_classes,
-        dataset.image_size,
-        **model_options,
-    )
+    shape = (dataset.channels, dataset.num_classes, dataset.image_size)
+    if given is None:
+        model_options = {k: v for k, v in config.model.items() if k != "name"}
+        model = create_model(config.model["name"], *shape, **model_options)
+    else:  # recorded as how it can be rebuilt (or why it cannot)
+        model = materialized(given, dataset.channels, dataset.image_size)
+        recorded = {**config.to_dict(), "model": {"name": given_model_name(given, *shape)}}
+        config = config_from_dict(recorded, "train(model=...)")
     engine = Engine(config, dataset, model, device, dist, run_dir, progress)
     position = engine.restore(state) if state is not None else Position()
     info = _run_info(config, dataset, engine, dist.world_size)
@@ -203,7 +227,9 @@ def _train(config, run_dir, state, device, dist, progress) -> Run:
         progress.message(
             f"{'Resuming' if state else 'Training'} {config.model['name']} "
             f"({info.model['parameters']:,d} parameters) on {dataset.name}: "
-            f"{len(dataset.train)} train / {len(dataset.test)} test images, "
+            f"{len(dataset.train)} train / "
+            + (f"{len(dataset.val)} validation / " if dataset.val is not None else "")
+            + f"{len(dataset.test)} test images, "
             f"{config.train.epochs} epochs, device {device} ({engine.precision})"
             + (f", {dist.world_size} processes" if dist.enabled else "")
             + (f", from epoch {position.epoch + 1}" if state else "")
@@ -276,6 +302,7 @@ def _run_info(config: RunConfig, dataset: ImageDataset, engine: Engine, world: i
             name=dataset.name,
             train=len(dataset.train),
             test=len(dataset.test),
+            val=len(dataset.val) if dataset.val is not None else 0,
             class_names=tuple(dataset.class_names),
             factor_levels={k: tuple(v) for k, v in dataset.factor_levels.items()},
             masks=dataset.test.masks is not None,
@@ -321,13 +348,16 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     preprocess = Preprocess.from_dict(info.preprocess)
     class_names = info.dataset.class_names
     options = {k: v for k, v in config.model.items() if k != "name"}
-    model = create_model(
-        config.model["name"],
-        preprocess.channels,
-        len(class_names),
-        preprocess.image_size,
-        **options,
-    )
+    try:
+        model = create_model(
+            config.model["name"],
+            preprocess.channels,
+            len(class_names),
+            preprocess.image_size,
+            **options,
+        )
+    except CnnlabError as exc:
+        raise CnnlabError(f"{run_dir}: {exc}") from None
     load_weights(folder.weights, model)
     history = folder.read_history()
     model = model.to(device, memory_format=torch.channels_last).eval()
