@@ -65,3 +65,15 @@ def test_a_fraction_that_starves_a_class_is_refused() -> None:
     config.data.val_fraction = 0.9
     with pytest.raises(CnnlabError, match=r"data\.val_fraction 0\.9 leaves no training image"):
         prepare_dataset(config)
+
+
+def test_the_validation_split_can_be_evaluated(tmp_path: Path) -> None:
+    from cnnlab.evaluate import evaluate_run
+
+    run = train("part1-lines", out=tmp_path / "v", overrides=(*TINY, "train.epochs=1"), quiet=True)
+    metrics = evaluate_run(tmp_path / "v", split="val")
+    assert metrics["n"] == 216 and metrics["accuracy"] == pytest.approx(run.history[-1]["val_acc"])
+    assert RunFolder(tmp_path / "v").metrics("val").is_file()
+    train("part1-lines", out=tmp_path / "nv", overrides=(*TINY[:-1], "train.epochs=1"), quiet=True)
+    with pytest.raises(CnnlabError, match="no validation split"):
+        evaluate_run(tmp_path / "nv", split="val")

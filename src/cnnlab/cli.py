@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, Interrupted
+from cnnlab.runfolder import SPLITS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -386,7 +387,7 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
         "predictions-<split>.npz into it.",
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    evaluate.add_argument("--split", choices=("test", "train"), default="test")
+    evaluate.add_argument("--split", choices=SPLITS, default="test")  # val: with val_fraction
     evaluate.add_argument(
         "--dataset",
         metavar="OTHER",

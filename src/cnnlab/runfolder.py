@@ -47,6 +47,9 @@ STATES = ("absent", "started", "partial", "trained", "done", "diverged")
 
 FINAL_STATES = ("done", "diverged")
 
+SPLITS = ("test", "train", "val")
+"""The splits of a run's own data an evaluation can measure (``metrics-<split>.json``)."""
+
 
 CONFIG = "config.yaml"
 INFO = "run.json"

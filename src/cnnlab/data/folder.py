@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.data.cache import decode_cached
 from cnnlab.data.dataset import ImageDataset, Split, stratified_split
-from cnnlab.data.images import IMAGE_SUFFIXES, decode_images, image_files
+from cnnlab.data.images import IMAGE_SUFFIXES, image_files
 from cnnlab.errors import CnnlabError
 
 SPLIT_FOLDERS = ("train", "test", "val")
@@ -136,7 +137,11 @@ def build_dataset(
     provenance: dict[str, Any],
     what: str,
 ) -> ImageDataset:
-    """Files with labels (and a test mask, or None to split by ``seed``) decoded to a dataset."""
+    """Files with labels (and a test mask, or None to split by ``seed``) decoded to a dataset.
+
+    The decoded pixels come from :mod:`cnnlab.data.cache` when the same files were decoded
+    with the same settings before (``$CNNLAB_CACHE=off`` turns that off); the provenance's
+    ``decode_cache`` says whether they did."""
     if not files:
         raise CnnlabError(f"{what}: no images (an empty dataset)")
     if is_test is None:
@@ -148,8 +153,9 @@ def build_dataset(
                 f"{what}: the {part} split would hold no images ({len(files)} images, "
                 f"test_fraction {test_fraction}); add images or change data.test_fraction"
             )
-    decoded = decode_images(files, image_size=image_size, channels=channels, what=what)
+    decoded, cache_note = decode_cached(files, image_size=image_size, channels=channels, what=what)
     provenance.update(decoded.provenance(image_size, channels))
+    provenance["decode_cache"] = cache_note
     provenance["files"] = len(files)
     images, targets = decoded.images, torch.from_numpy(labels)
     mask = torch.from_numpy(is_test)

@@ -29,6 +29,9 @@ import torch
 from cnnlab.errors import CnnlabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DECODE_VERSION = 1
+"""The version of the decoding rule below (and of :func:`decode_images`'s result): raise it with
+any change that changes the pixels, so cached decodes (:mod:`cnnlab.data.cache`) are not reused."""
 MAX_DATASET_BYTES = 8 << 30
 """The most uint8 pixel data (N x C x H x W bytes) a dataset of files may decode to: 8 GiB."""
 RESIZE_RULE = "Pillow BILINEAR resize of the whole picture to HxW (no crop, aspect not kept)"
@@ -42,11 +45,16 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 def image_files(folder: Path) -> list[Path]:
     """The image files directly in ``folder`` (by suffix, hidden files skipped), sorted."""
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    with os.scandir(folder) as entries:  # is_file() from the directory entry: no stat call
+        keep = {
+            e.name
+            for e in entries
+            if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+            and not e.name.startswith(".")
+            and e.is_file()
+        }
+    paths = {p.name: p for p in folder.iterdir() if p.name in keep}  # iterdir: cheap Paths
+    return [paths[name] for name in sorted(paths)]
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from cnnlab.evaluate.heads import multihead_metrics
 from cnnlab.evaluate.metrics import classification_metrics
 from cnnlab.fileio import jsonable, write_json
 from cnnlab.models.inference import batched_outputs
-from cnnlab.runfolder import RunFolder, metrics_record
+from cnnlab.runfolder import SPLITS, RunFolder, metrics_record
 from cnnlab.training.objectives import MultiHead
 from cnnlab.training.optim import build_loss
 from cnnlab.training.run import Run, load_run, prepare_dataset
@@ -46,14 +46,20 @@ def evaluate_run(
     (default: :func:`transfer_name` of the source); see :func:`result_files` for the files.
     Returns the metrics.
     """
-    if split not in ("test", "train"):
-        raise CnnlabError(f"--split must be test or train, got {split!r}")
+    if split not in SPLITS:
+        raise CnnlabError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "val" and dataset is not None:
+        raise CnnlabError("--split val is the run's own validation split: not with --dataset")
     if dataset is None and name is not None:
         raise CnnlabError("--name names an evaluation on other data: give --dataset too")
     run = load_run(run_dir)
     if dataset is None:
         data = prepare_dataset(run.config)
         part, transfer = getattr(data, split), None
+        if part is None:
+            raise CnnlabError(
+                f"{run_dir}: the run has no validation split (it trained without data.val_fraction)"
+            )
     else:
         name = transfer_name(dataset) if name is None else _slug(name)
         if not name:
