@@ -95,7 +95,8 @@ def test_evaluate_on_other_classes_is_one_line(base: Path, capsys: Capsys) -> No
     ("args", "fragment"),
     [
         (("--name", "x"), "give --dataset"),
-        (("--split", "val"), "--split"),
+        (("--split", "dev"), "--split"),
+        (("--split", "val"), "no validation split"),
     ],
 )
 def test_evaluate_bad_input_is_one_line(
