@@ -1,0 +1,284 @@
+"""The run folder: the one owner of its file names, their shapes, and what state a run is in.
+
+A run folder holds::
+
+    config.yaml                      the resolved config (cnnlab.training.config reads it)
+    run.json                         RunInfo: provenance, dataset facts, data check, status
+    history.csv                      one row per epoch
+    checkpoints/last.pt, best.pt     training state, for an exact resume
+    model.safetensors                the final weights
+    metrics-<tag>.json               Metrics of an evaluation (tag: test, train, transfer-<name>)
+    predictions-<tag>.npz            its predictions
+    visualize/summary.json           what `cnnlab visualize` drew (and scores.json)
+
+Every other module asks :class:`RunFolder` for a path and reads or writes these files through
+its records (:mod:`.records`: :class:`RunInfo`, :func:`read_history`, :func:`read_metrics`;
+:mod:`.pictures`: the visualize folder); none spells a file name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import write_json
+from cnnlab.runfolder.pictures import (
+    HEATMAP_KINDS,
+    SCORE_KEYS,
+    VISUALIZE_INPUTS,
+    VISUALIZE_SCORES,
+    VISUALIZE_SUMMARY,
+    Pictures,
+    read_pictures,
+)
+from cnnlab.runfolder.records import (
+    FORMAT,
+    METRICS_KEYS,
+    DatasetFacts,
+    RunInfo,
+    metrics_record,
+    now,
+    read_history,
+    read_json,
+    read_metrics,
+    write_history,
+)
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+STATES = ("absent", "started", "partial", "trained", "done", "diverged")
+"""A run's states, in the order a run passes them (``diverged`` is final, like ``done``)."""
+
+FINAL_STATES = ("done", "diverged")
+
+SPLITS = ("test", "train", "val")
+"""The splits of a run's own data an evaluation can measure (``metrics-<split>.json``)."""
+
+
+CONFIG = "config.yaml"
+INFO = "run.json"
+HISTORY = "history.csv"
+WEIGHTS = "model.safetensors"
+CHECKPOINTS = "checkpoints"
+VISUALIZE = "visualize"
+LOCK = ".cnnlab-lock"
+
+
+class _File:
+    """A file (or folder) of the run folder, by name: ``RunFolder(...).config`` is its path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, folder: RunFolder, owner: type | None = None) -> Path:
+        return folder.path / self.name
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder, and what state the run in it is in."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    config = _File(CONFIG)
+    info = _File(INFO)
+    history = _File(HISTORY)
+    weights = _File(WEIGHTS)
+    checkpoints = _File(CHECKPOINTS)
+    visualize = _File(VISUALIZE)
+    """Where ``cnnlab visualize`` writes by default, and where the report looks."""
+    lock_file = _File(LOCK)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder for one writer (a training) for the block: an advisory lock
+        on ``.cnnlab-lock`` that the system releases when the process ends, however it ends,
+        so a crash leaves no stale lock. Another holder: a one-line :class:`CnnlabError`
+        naming it."""
+        if fcntl is None:  # not a POSIX system: no lock
+            yield
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_file, "a+")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            raise CnnlabError(
+                f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
+            ) from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise CnnlabError(
+                    f"{self.path}: in use by {holder}; wait for it to finish (or stop it) "
+                    "and try again"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"cnnlab (pid {os.getpid()} on {socket.gethostname()}, since {now()})")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def locked(self) -> bool:
+        """Whether a process holds :meth:`lock` now."""
+        if fcntl is None or not self.lock_file.is_file():
+            return False
+        with open(self.lock_file) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    def checkpoint(self, name: str = "last") -> Path:
+        """``checkpoints/<name>.pt`` (``last`` or ``best``)."""
+        return self.checkpoints / f"{name}.pt"
+
+    def metrics(self, split: str = "test", transfer: str | None = None) -> Path:
+        """``metrics-<split>.json``; on other data named ``transfer``,
+        ``metrics-transfer-<transfer>.json`` (``.<split>`` before the suffix unless test)."""
+        return self.path / f"metrics-{_tag(split, transfer)}.json"
+
+    def predictions(self, split: str = "test", transfer: str | None = None) -> Path:
+        """``predictions-<tag>.npz``, beside :meth:`metrics`."""
+        return self.path / f"predictions-{_tag(split, transfer)}.npz"
+
+    def transfer_metrics(self) -> list[Path]:
+        """Every evaluation on other data (test split), by name."""
+        found = self.path.glob(self.metrics("test", "*").name)
+        return sorted(p for p in found if "." not in p.stem)  # ``.<split>``: another split
+
+    # -- state ------------------------------------------------------------------------------
+
+    def status(self) -> str | None:
+        """``run.json``'s status (``running``, ``interrupted``, ``diverged``, ``finished``);
+        None without a readable ``run.json``. A run recorded as running that no process
+        holds (:meth:`locked`) was killed: ``interrupted``."""
+        try:
+            status = json.loads(self.info.read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if status == "running" and not self.locked():
+            return "interrupted"
+        return status if isinstance(status, str) else None
+
+    def state(self) -> str:
+        """One of :data:`STATES`: ``absent`` (no run), ``started`` (no checkpoint yet: start
+        again), ``partial`` (a checkpoint: resume exactly), ``trained`` (final weights, test
+        metrics missing or older than them), ``done`` or ``diverged``."""
+        if not self.config.is_file():
+            return "absent"
+        status = self.status()
+        if status == "diverged":
+            return "diverged"
+        if status == "finished" and self.weights.is_file():
+            return "done" if self.evaluated() else "trained"
+        return "partial" if self.checkpoint().is_file() else "started"
+
+    def evaluated(self, split: str = "test") -> bool:
+        """Whether ``metrics-<split>.json`` exists and is not older than the final weights."""
+        metrics = self.metrics(split)
+        if not metrics.is_file() or not self.weights.is_file():
+            return False
+        return metrics.stat().st_mtime >= self.weights.stat().st_mtime
+
+    def pictures_current(self) -> bool:
+        """Whether the visualize folder holds readable pictures not older than the weights."""
+        try:
+            pictures = self.read_pictures()
+        except CnnlabError:
+            return False
+        return pictures is not None and not pictures.stale
+
+    def read_pictures(self) -> Pictures | None:
+        """The visualize folder, checked (:func:`read_pictures`)."""
+        return read_pictures(self.visualize, self.weights)
+
+    def require(self, finished: bool = True) -> None:
+        """Raise a one-line :class:`CnnlabError` unless this is a run folder (``finished``:
+        with final weights), saying how to go on."""
+        if not self.path.is_dir():
+            raise CnnlabError(f"{self.path}: no such run folder")
+        for path in (self.config, self.info):
+            if not path.is_file():
+                raise CnnlabError(f"{self.path}: not a run folder (no {path.name})")
+        if finished and not self.weights.is_file():
+            raise CnnlabError(
+                f"{self.path}: the run has no {self.weights.name} (status: "
+                f"{self.status() or 'unknown'}); finish it first with cnnlab train --resume "
+                f"{self.path}"
+            )
+
+    # -- records ----------------------------------------------------------------------------
+
+    def read_info(self) -> RunInfo:
+        return RunInfo.from_dict(read_json(self.info), str(self.info))
+
+    def write_info(self, info: RunInfo) -> None:
+        write_json(self.info, info.to_dict())
+
+    def set_status(self, status: str, **changes: Any) -> None:
+        """Set ``run.json``'s status (and other fields of :class:`RunInfo`), if it exists."""
+        if self.info.is_file():
+            info = self.read_info()
+            self.write_info(info.replace(status=status, **changes))
+
+    def read_history(self) -> list[dict[str, float]]:
+        """``history.csv`` (empty when there is none)."""
+        return read_history(self.history) if self.history.is_file() else []
+
+    def write_history(self, rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> None:
+        write_history(self.history, rows, columns)
+
+    def read_metrics(self, split: str = "test", transfer: str | None = None) -> dict[str, Any]:
+        return read_metrics(self.metrics(split, transfer))
+
+
+def _tag(split: str, transfer: str | None) -> str:
+    if transfer is None:
+        return split
+    return f"transfer-{transfer}" + ("" if split == "test" else f".{split}")
+
+
+__all__ = [
+    "FINAL_STATES",
+    "FORMAT",
+    "HEATMAP_KINDS",
+    "METRICS_KEYS",
+    "SCORE_KEYS",
+    "SPLITS",
+    "STATES",
+    "VISUALIZE_INPUTS",
+    "VISUALIZE_SCORES",
+    "VISUALIZE_SUMMARY",
+    "DatasetFacts",
+    "Pictures",
+    "RunFolder",
+    "RunInfo",
+    "metrics_record",
+    "now",
+    "read_history",
+    "read_json",
+    "read_metrics",
+    "read_pictures",
+    "write_history",
+]
