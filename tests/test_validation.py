@@ -3,6 +3,7 @@ anything is chosen on (``best.pt``); the test split is measured and chooses noth
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,17 @@ def test_the_validation_split_can_be_evaluated(tmp_path: Path) -> None:
     train("part1-lines", out=tmp_path / "nv", overrides=(*TINY[:-1], "train.epochs=1"), quiet=True)
     with pytest.raises(CnnlabError, match="no validation split"):
         evaluate_run(tmp_path / "nv", split="val")
+
+
+def test_the_data_check_compares_the_test_split_with_the_validation_split() -> None:
+    from cnnlab.data.check import check_dataset, check_summary_lines, overlap_warning
+
+    data = prepare_dataset(load_config("part1-lines", TINY))
+    check = check_dataset(data)
+    assert check["validation"] == {"images": len(data.val), "test_in_val": 0}
+    assert "216 images (from the training split)" in "\n".join(check_summary_lines(check))
+    assert overlap_warning(check) is None
+    leaky = dataclasses.replace(data, test=data.val)  # a test split made of validation images
+    check = check_dataset(leaky)
+    assert check["validation"]["test_in_val"] == len(data.val)
+    assert "copies of validation images" in overlap_warning(check)

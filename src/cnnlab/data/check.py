@@ -56,7 +56,20 @@ def check_dataset(dataset: ImageDataset) -> dict[str, Any]:
             "test": np.bincount(labels[n_train:], minlength=classes).tolist(),
         },
         "overlap": test_in_train > 0,
+        **_validation(dataset, test.images),
         "seconds": round(time.perf_counter() - start, 4),
+    }
+
+
+def _validation(dataset: ImageDataset, test_images: torch.Tensor) -> dict[str, Any]:
+    """With a validation split: its size and the test images equal to a validation image
+    (choices made on the validation split would then be made on them)."""
+    if dataset.val is None:
+        return {}
+    ids = identity_groups(dataset.val.images, test_images)
+    n_val = len(dataset.val)
+    return {
+        "validation": {"images": n_val, "test_in_val": int(np.isin(ids[n_val:], ids[:n_val]).sum())}
     }
 
 
@@ -90,6 +103,17 @@ def check_summary_lines(check: dict[str, Any]) -> list[str]:
         f"{conflicts['images']:,d} images with conflicting labels",
         f"  classes {_range(counts['train'])} train, {_range(counts['test'])} test "
         f"· checked in {check['seconds']:.2f} s",
+        *_validation_lines(check),
+    ]
+
+
+def _validation_lines(check: dict[str, Any]) -> list[str]:
+    val = check.get("validation")
+    if not val:
+        return []
+    return [
+        f"  validation {val['images']:,d} images (from the training split) · "
+        f"{val['test_in_val']:,d} test images equal a validation image"
     ]
 
 
@@ -102,6 +126,12 @@ def overlap_warning(check: dict[str, Any]) -> str | None:
             f"{duplicates['test_in_train']:,d} of {check['images']['test']:,d} test images "
             f"({_percent(duplicates['test_in_train_fraction'])}) are pixel copies of training "
             "images: test accuracy measures memory, not generalisation"
+        )
+    copied = (check.get("validation") or {}).get("test_in_val", 0)
+    if copied:
+        parts.append(
+            f"{copied:,d} test images are pixel copies of validation images: what is chosen "
+            "on the validation split (the best checkpoint) is chosen on them too"
         )
     if conflicts["groups"]:
         parts.append(
