@@ -272,3 +272,20 @@ def test_train_evaluate_predict_on_a_folder(
     assert "resized 1 image(s) to the model's 16x16 input" in err
     code, out, err = run(capsys, "data", "check", tmp_path / "shapes" / "cat" / "0.png")
     assert_one_line_error(code, out, err, "0.png")
+
+
+def test_data_check_resizes_a_folder_of_mixed_sizes(tmp_path: Path, capsys) -> None:
+    from cnnlab.cli import main
+
+    for k, colour in enumerate(((200, 0, 0), (0, 200, 0))):
+        folder = tmp_path / "mixed" / f"c{k}"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (20 + i, 20), tuple(v // (i + 1) for v in colour)).save(
+                folder / f"{i}.png"
+            )
+    assert main(["data", "check", str(tmp_path / "mixed")]) == 2
+    assert "images differ in size" in capsys.readouterr().err
+    args = ["--image-size", "16", "--channels", "1", "--test-fraction", "0.5"]
+    assert main(["data", "check", str(tmp_path / "mixed"), *args]) == 0
+    assert "train 4 images" in capsys.readouterr().out

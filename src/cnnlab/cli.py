@@ -155,9 +155,19 @@ def _add_data_check_command(kinds: argparse._SubParsersAction) -> None:
     check.add_argument(
         "source",
         metavar="DATASET",
-        help="mnist, lines, a lines.npz file or its folder, or a folder of IDX files",
+        help="mnist, lines, a lines.npz file or its folder, a folder of IDX files, a folder "
+        "of class folders, a CSV manifest, an .npz of images and labels, a CIFAR binary folder",
     )
     check.add_argument("--dir", type=Path, metavar="DIR", help="MNIST: folder of the IDX files")
+    check.add_argument(
+        "--image-size", type=int, metavar="PX", help="files: resize to PX x PX (data.image_size)"
+    )
+    check.add_argument(
+        "--channels", type=int, choices=(1, 3), help="files: grey or RGB (data.channels)"
+    )
+    check.add_argument(
+        "--test-fraction", type=float, default=0.2, help="files without a split (0.2)"
+    )
     check.add_argument("--split", choices=("study", "official"), default="study")
     check.add_argument("--seed", type=int, default=0, help="fixes generated data and splits")
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the result here")
@@ -173,7 +183,15 @@ def _data_check(args: argparse.Namespace) -> int:
     from cnnlab.data import check_dataset, check_summary_lines, load_dataset, overlap_warning
     from cnnlab.fileio import write_json
 
-    dataset = load_dataset(args.source, seed=args.seed, mnist_dir=args.dir, mnist_split=args.split)
+    dataset = load_dataset(
+        args.source,
+        seed=args.seed,
+        mnist_dir=args.dir,
+        mnist_split=args.split,
+        image_size=args.image_size,
+        channels=args.channels,
+        test_fraction=args.test_fraction,
+    )
     result = check_dataset(dataset)
     print(f"{dataset.name} ({args.source})")
     print("\n".join(check_summary_lines(result)))
