@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The tests' own cache folder (decoded image folders, ...), never the user's ~/.cache; worker
+# processes that tests start inherit it.
+os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CNNLAB_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

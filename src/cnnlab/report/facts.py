@@ -26,6 +26,9 @@ COMPARISON_COLUMNS = (
 """The comparison table's fixed columns; :func:`comparison_columns` adds one per factor."""
 
 TEXT_COLUMNS = ("run", "dataset", "model", "kind")
+
+HOW_LOADED = ("decode_cache",)
+"""Provenance entries about how the data was loaded, not which data: no test set differs by them."""
 FACTOR_SUFFIX = " accuracy"
 
 
@@ -99,7 +102,8 @@ def groups_by_test_set(records: Sequence[RunRecord]) -> list[list[int]]:
     groups: dict[str, list[int]] = {}
     for i, record in enumerate(records):
         dataset = record.run.dataset
-        key = compact_json([dataset.name, dataset.provenance, record.metrics["n"]])
+        provenance = {k: v for k, v in dataset.provenance.items() if k not in HOW_LOADED}
+        key = compact_json([dataset.name, provenance, record.metrics["n"]])
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
