@@ -75,8 +75,7 @@ def test_train_test_folders_are_used_as_given(tmp_path: Path) -> None:
     assert data.test.images[:, 0, 0, 0].tolist() == [9, 19, 29]
     assert _labels_match_pixels(data.train)
     assert data.provenance["split"] == "as given"
-    assert data.provenance["val_folder"]["image_files"] == 1
-    assert not data.provenance["val_folder"]["loaded"]
+    assert data.val is not None and data.val.images[:, 0, 0, 0].tolist() == [1]  # cat only
 
 
 def test_numeric_class_names_sort_as_numbers(tmp_path: Path) -> None:
@@ -289,3 +288,30 @@ def test_data_check_resizes_a_folder_of_mixed_sizes(tmp_path: Path, capsys) -> N
     args = ["--image-size", "16", "--channels", "1", "--test-fraction", "0.5"]
     assert main(["data", "check", str(tmp_path / "mixed"), *args]) == 0
     assert "train 4 images" in capsys.readouterr().out
+
+
+def test_a_val_folder_is_the_validation_split(tmp_path: Path) -> None:
+    from cnnlab.training import load_config, train
+    from cnnlab.training.run import prepare_dataset
+
+    root = tmp_path / "three"
+    for part, count in (("train", 6), ("val", 2), ("test", 3)):
+        for k, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+            folder = root / part / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                shade = tuple(v * (i + 1) // (count + 1) for v in colour)
+                Image.new("RGB", (12, 12), shade).save(folder / f"{part}{i}.png")
+    data = load_dataset(root)
+    assert (len(data.train), len(data.val), len(data.test)) == (12, 4, 6)
+    assert data.val.labels.tolist() == [0, 0, 1, 1]
+    assert data.provenance["layout"] == "train/, val/ and test/ folders"
+    overrides = (f"data.dataset={root}", "train.epochs=2", "train.augment_shift=0")
+    run = train("part1-mnist", out=tmp_path / "run", overrides=overrides, quiet=True)
+    assert "val_acc" in run.history[0] and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    with pytest.raises(CnnlabError, match="has a validation split of its own"):
+        prepare_dataset(load_config("part1-mnist", (*overrides, "data.val_fraction=0.2")))
+    (root / "val" / "c9").mkdir()
+    Image.new("RGB", (12, 12)).save(root / "val" / "c9" / "x.png")
+    with pytest.raises(CnnlabError, match=r"classes not in train/: c9"):
+        load_dataset(root)

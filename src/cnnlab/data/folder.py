@@ -2,9 +2,9 @@
 
 Two layouts: ``ROOT/<class>/*.png`` (split here: seeded, stratified, ``test_fraction`` of each
 class to test) or ``ROOT/train/<class>/...`` and ``ROOT/test/<class>/...`` (used as given; both
-must hold the same classes). A ``ROOT/val/`` folder is not loaded: it is only recorded in the
-provenance (validation comes from ``data.val_fraction``). Class names are the folder names,
-sorted (as numbers when every name is a whole number). Only files directly inside a class
+must hold the same classes); with them, a ``ROOT/val/<class>/...`` folder is the validation
+split (classes of train/ only; then ``data.val_fraction`` stays 0). Class names are the folder
+names, sorted (as numbers when every name is a whole number). Only files directly inside a class
 folder with an image suffix count; hidden files and folders are skipped.
 """
 
@@ -67,18 +67,24 @@ def load_folder(
                 f"{only_train}; only in test/: {only_test})"
             )
         names = sort_class_names(train_classes)
-        files, labels, is_test = [], [], []
-        for part, classes in (("train", train_classes), ("test", test_classes)):
-            for index, name in enumerate(names):
-                files += classes[name]
-                labels += [index] * len(classes[name])
-                is_test += [part == "test"] * len(classes[name])
-        provenance.update(layout="train/ and test/ folders", split="as given")
+        parts = {"train": train_classes, "test": test_classes}
         if "val" in split_dirs:
-            val = split_dirs["val"]
-            count = sum(1 for p in val.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            provenance["val_folder"] = {"path": str(val), "image_files": count, "loaded": False}
-        split = np.asarray(is_test, dtype=bool)
+            parts["val"] = _class_files(split_dirs["val"])
+            unknown = sorted(set(parts["val"]) - set(names))
+            if unknown:
+                raise CnnlabError(
+                    f"{split_dirs['val']}: classes not in train/: {', '.join(unknown)}"
+                )
+        files, labels, part_of = [], [], []
+        for part, classes in parts.items():
+            for index, name in enumerate(names):
+                found = classes.get(name, [])
+                files += found
+                labels += [index] * len(found)
+                part_of += [part] * len(found)
+        layout = "train/, val/ and test/ folders" if "val" in parts else "train/ and test/ folders"
+        provenance.update(layout=layout, split="as given")
+        split = np.asarray(part_of)
     else:
         classes = _class_files(root)
         names = sort_class_names(classes)
@@ -128,7 +134,7 @@ def build_dataset(
     files: Sequence[Path],
     labels: np.ndarray,
     class_names: tuple[str, ...],
-    is_test: np.ndarray | None,
+    split: np.ndarray | None,
     *,
     seed: int,
     test_fraction: float,
@@ -137,17 +143,21 @@ def build_dataset(
     provenance: dict[str, Any],
     what: str,
 ) -> ImageDataset:
-    """Files with labels (and a test mask, or None to split by ``seed``) decoded to a dataset.
+    """Files with labels decoded to a dataset. ``split`` names each file's part (``train``,
+    ``test``, ``val``) or is a boolean test mask; None splits by ``seed``.
 
     The decoded pixels come from :mod:`cnnlab.data.cache` when the same files were decoded
     with the same settings before (``$CNNLAB_CACHE=off`` turns that off); the provenance's
     ``decode_cache`` says whether they did."""
     if not files:
         raise CnnlabError(f"{what}: no images (an empty dataset)")
-    if is_test is None:
-        is_test = stratified_split(labels, test_fraction, seed)
+    if split is None:
+        split = stratified_split(labels, test_fraction, seed)
         provenance["split"] = f"seeded stratified: test_fraction {test_fraction}, seed {seed}"
-    for part, mask in (("train", ~is_test), ("test", is_test)):
+    if split.dtype == bool:
+        split = np.where(split, "test", "train")
+    for part in ("train", "test"):
+        mask = split == part
         if not mask.any():
             raise CnnlabError(
                 f"{what}: the {part} split would hold no images ({len(files)} images, "
@@ -158,11 +168,16 @@ def build_dataset(
     provenance["decode_cache"] = cache_note
     provenance["files"] = len(files)
     images, targets = decoded.images, torch.from_numpy(labels)
-    mask = torch.from_numpy(is_test)
+
+    def subset(which: str) -> Split:
+        mask = torch.from_numpy(split == which)
+        return Split(images[mask], targets[mask])
+
     return ImageDataset(
         name=name,
-        train=Split(images[~mask], targets[~mask]),
-        test=Split(images[mask], targets[mask]),
+        train=subset("train"),
+        test=subset("test"),
         class_names=class_names,
         provenance=provenance,
+        val=subset("val") if (split == "val").any() else None,
     )

@@ -93,6 +93,11 @@ def holdout_classes(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> n
 
 def apply_holdout(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> ImageDataset:
     """Train on the other classes; test on every image (train and test parts) of held-out ones."""
+    if dataset.val is not None:
+        raise CnnlabError(
+            f"data.holdout: dataset {dataset.name} has a validation split of its own; held-out "
+            "classes and a val/ folder do not go together (use data.val_fraction instead)"
+        )
     held = torch.from_numpy(holdout_classes(dataset, spec, seed))
 
     def keep(split: Split, unseen: bool) -> Split:

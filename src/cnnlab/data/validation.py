@@ -15,7 +15,15 @@ from cnnlab.errors import CnnlabError
 def with_validation(dataset: ImageDataset, fraction: float, seed: int) -> ImageDataset:
     """``dataset`` with ``fraction`` of its training images moved to ``val``: stratified by
     class and chosen by ``seed``; identical pictures stay on one side, so no validation image
-    equals a training image. ``fraction`` 0 returns ``dataset`` as it is."""
+    equals a training image. ``fraction`` 0, or a dataset with a validation split of its own
+    (a ``val/`` folder), returns ``dataset`` as it is."""
+    if dataset.val is not None:
+        if fraction > 0:
+            raise CnnlabError(
+                f"data.val_fraction {fraction}: dataset {dataset.name} has a validation split of "
+                "its own (a val/ folder); leave data.val_fraction at 0"
+            )
+        return dataset
     if fraction <= 0:
         return dataset
     labels = dataset.train.labels.numpy()

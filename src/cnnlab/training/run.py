@@ -6,6 +6,7 @@ What a run folder holds, and its records, are :mod:`cnnlab.runfolder`'s.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import shutil
 import subprocess
@@ -93,13 +94,11 @@ def prepare_dataset(config: RunConfig) -> ImageDataset:
 def _limited(
     dataset: ImageDataset, train_limit: int | None, test_limit: int | None, seed: int
 ) -> ImageDataset:
-    """Seeded subsets of the splits (quick runs, tests)."""
-    return ImageDataset(
-        name=dataset.name,
+    """Seeded subsets of the train and test splits (quick runs, tests)."""
+    return dataclasses.replace(
+        dataset,
         train=_limit(dataset.train, train_limit, seed),
         test=_limit(dataset.test, test_limit, seed + 1),
-        class_names=dataset.class_names,
-        factor_levels=dataset.factor_levels,
         provenance={**dataset.provenance, "train_limit": train_limit, "test_limit": test_limit},
     )
 
