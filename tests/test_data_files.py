@@ -315,3 +315,16 @@ def test_a_val_folder_is_the_validation_split(tmp_path: Path) -> None:
     Image.new("RGB", (12, 12)).save(root / "val" / "c9" / "x.png")
     with pytest.raises(CnnlabError, match=r"classes not in train/: c9"):
         load_dataset(root)
+
+
+def test_a_manifest_can_name_validation_images(tmp_path: Path) -> None:
+    _flat(tmp_path / "imgs", per_class=4)
+    parts = ("test", "val", "train", "train")
+    rows = [("path", "label", "split")]
+    rows += [(f"imgs/{name}/{k}.png", name, parts[k]) for name in CLASSES for k in range(4)]
+    manifest = tmp_path / "list.csv"
+    with manifest.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    data = load_dataset(manifest)
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 3, 3)
+    assert data.val.images[:, 0, 0, 0].tolist() == [1, 11, 21] and _labels_match_pixels(data.val)

@@ -2,7 +2,8 @@
 
 The header row is required and names exactly the columns ``path`` and ``label``, optionally
 ``split``, in any order. Paths are relative to the CSV's folder (absolute paths are kept).
-``split`` values are ``train`` or ``test``; without the column the images are split by the
+``split`` values are ``train``, ``test`` or ``val`` (the validation split); without the column
+the images are split by the
 seed (stratified). Other columns are refused: per-image factors would have to compose the
 class index, which arbitrary columns do not. Class names are the labels, sorted as
 :func:`~cnnlab.data.folder.sort_class_names` does.
@@ -20,6 +21,7 @@ from cnnlab.data.folder import build_dataset, sort_class_names
 from cnnlab.errors import CnnlabError
 
 COLUMNS = ("path", "label", "split")
+PARTS = ("train", "test", "val")
 
 
 def load_manifest(
@@ -64,9 +66,11 @@ def load_manifest(
             raise CnnlabError(f"{path}: line {line}: {full} does not exist")
         if "split" in column:
             part = row[column["split"]].strip()
-            if part not in ("train", "test"):
-                raise CnnlabError(f"{path}: line {line}: split {part!r}; expected train or test")
-            parts.append(part == "test")
+            if part not in PARTS:
+                raise CnnlabError(
+                    f"{path}: line {line}: split {part!r}; expected {', '.join(PARTS)}"
+                )
+            parts.append(part)
         files.append(full)
         labels.append(label)
     if not files:
@@ -74,10 +78,10 @@ def load_manifest(
     names = sort_class_names(labels)
     index = {name: k for k, name in enumerate(names)}
     targets = np.asarray([index[label] for label in labels], dtype=np.int64)
-    is_test = None
+    split = None
     if parts:
-        is_test = np.asarray(parts, dtype=bool)
-        untrained = sorted(set(names) - {labels[k] for k in np.flatnonzero(~is_test)})
+        split = np.asarray(parts)
+        untrained = sorted(set(names) - {labels[k] for k in np.flatnonzero(split == "train")})
         if untrained:
             raise CnnlabError(
                 f"{path}: label(s) {', '.join(untrained)} have no training images "
@@ -88,7 +92,7 @@ def load_manifest(
         files,
         targets,
         names,
-        is_test,
+        split,
         seed=seed,
         test_fraction=test_fraction,
         image_size=image_size,
