@@ -143,7 +143,8 @@ def test_csv_manifest(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("file,label\nimgs/cat/0.png,cat\n", "bad header"),
-        ("path,label,weather\nimgs/cat/0.png,cat,sun\n", "bad header"),
+        ("path,label,label\nimgs/cat/0.png,cat,cat\n", "bad header"),
+        ("path,label\nimgs/cat/0.png,cat,x\n", "line 2 has 3 fields"),
         ("path,label\nimgs/cat/nope.png,cat\n", "line 2: "),
         ("path,label\nimgs/cat/0.png,\n", "line 2 has an empty label"),
         ("path,label\n", "lists no images"),

@@ -142,9 +142,12 @@ def build_dataset(
     channels: int | None,
     provenance: dict[str, Any],
     what: str,
+    factors: dict[str, np.ndarray] | None = None,
+    factor_levels: dict[str, tuple[Any, ...]] | None = None,
 ) -> ImageDataset:
     """Files with labels decoded to a dataset. ``split`` names each file's part (``train``,
-    ``test``, ``val``) or is a boolean test mask; None splits by ``seed``.
+    ``test``, ``val``) or is a boolean test mask; None splits by ``seed``. ``factors`` (each
+    file's level index per factor) and their ``factor_levels`` go along where the data has them.
 
     The decoded pixels come from :mod:`cnnlab.data.cache` when the same files were decoded
     with the same settings before (``$CNNLAB_CACHE=off`` turns that off); the provenance's
@@ -168,16 +171,18 @@ def build_dataset(
     provenance["decode_cache"] = cache_note
     provenance["files"] = len(files)
     images, targets = decoded.images, torch.from_numpy(labels)
+    per_image = {name: torch.from_numpy(values) for name, values in (factors or {}).items()}
 
     def subset(which: str) -> Split:
         mask = torch.from_numpy(split == which)
-        return Split(images[mask], targets[mask])
+        return Split(images[mask], targets[mask], {n: v[mask] for n, v in per_image.items()})
 
     return ImageDataset(
         name=name,
         train=subset("train"),
         test=subset("test"),
         class_names=class_names,
+        factor_levels=dict(factor_levels or {}),
         provenance=provenance,
         val=subset("val") if (split == "val").any() else None,
     )

@@ -1,27 +1,35 @@
 """A CSV manifest of image files (``path,label[,split]``) as an :class:`ImageDataset`.
 
-The header row is required and names exactly the columns ``path`` and ``label``, optionally
-``split``, in any order. Paths are relative to the CSV's folder (absolute paths are kept).
-``split`` values are ``train``, ``test`` or ``val`` (the validation split); without the column
-the images are split by the
-seed (stratified). Other columns are refused: per-image factors would have to compose the
-class index, which arbitrary columns do not. Class names are the labels, sorted as
-:func:`~cnnlab.data.folder.sort_class_names` does.
+The header row is required: a ``path`` column, optionally a ``split`` column, and one or more
+label columns (any other names, in any order). Paths are relative to the CSV's folder (absolute
+paths are kept). ``split`` values are ``train``, ``test`` or ``val`` (the validation split);
+without the column the images are split by the seed (stratified by class).
+
+With one label column its values are the classes. With several, each column is a *factor* of
+the image (``shape``, ``colour`` ...) and the class is the combination of the factors' levels,
+as in Lines (96 classes = length x width x angle x colour): the class index is a mixed-radix
+number over the columns in header order (the last varies fastest), every combination must
+have images, the factors are kept per image, and the ``multihead`` model family trains one head
+per column. Class names and levels are sorted as :func:`~cnnlab.data.folder.sort_class_names`.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
+import math
 from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.dataset import ImageDataset, compose_factors
 from cnnlab.data.folder import build_dataset, sort_class_names
 from cnnlab.errors import CnnlabError
 
-COLUMNS = ("path", "label", "split")
+RESERVED = ("path", "split")
 PARTS = ("train", "test", "val")
+MAX_CLASSES = 10_000
+"""The most combinations of label columns a manifest may make (each one is a class)."""
 
 
 def load_manifest(
@@ -42,15 +50,10 @@ def load_manifest(
     if not rows:
         raise CnnlabError(f"{path}: empty file; expected a header row path,label[,split]")
     header = [cell.strip() for cell in rows[0]]
-    extra = [c for c in header if c not in COLUMNS]
-    if extra or len(set(header)) != len(header) or not {"path", "label"} <= set(header):
-        raise CnnlabError(
-            f"{path}: bad header {','.join(header)!r}; expected the columns path,label and "
-            "optionally split (other columns are not read)"
-        )
+    label_columns = _label_columns(path, header)
     column = {name: header.index(name) for name in header}
     base = path.parent
-    files, labels, parts = [], [], []
+    files, values, parts = [], [], []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -58,9 +61,15 @@ def load_manifest(
             raise CnnlabError(
                 f"{path}: line {line} has {len(row)} fields, the header {len(header)}"
             )
-        file, label = row[column["path"]].strip(), row[column["label"]].strip()
-        if not file or not label:
-            raise CnnlabError(f"{path}: line {line} has an empty {'path' if not file else 'label'}")
+        file = row[column["path"]].strip()
+        labels = [row[column[name]].strip() for name in label_columns]
+        empty = (
+            ["path"]
+            if not file
+            else [n for n, v in zip(label_columns, labels, strict=True) if not v]
+        )
+        if empty:
+            raise CnnlabError(f"{path}: line {line} has an empty {empty[0]}")
         full = base / file
         if not full.is_file():
             raise CnnlabError(f"{path}: line {line}: {full} does not exist")
@@ -72,31 +81,77 @@ def load_manifest(
                 )
             parts.append(part)
         files.append(full)
-        labels.append(label)
+        values.append(labels)
     if not files:
         raise CnnlabError(f"{path}: lists no images (an empty dataset)")
-    names = sort_class_names(labels)
-    index = {name: k for k, name in enumerate(names)}
-    targets = np.asarray([index[label] for label in labels], dtype=np.int64)
-    split = None
-    if parts:
-        split = np.asarray(parts)
-        untrained = sorted(set(names) - {labels[k] for k in np.flatnonzero(split == "train")})
-        if untrained:
+    columns = dict(zip(label_columns, zip(*values, strict=True), strict=True))
+    levels = {name: sort_class_names(col) for name, col in columns.items()}
+    level_index = {name: _indices(levels[name], col) for name, col in columns.items()}
+    factored = len(label_columns) > 1
+    if factored:
+        combinations = math.prod(len(v) for v in levels.values())
+        if combinations > MAX_CLASSES:
             raise CnnlabError(
-                f"{path}: label(s) {', '.join(untrained)} have no training images "
-                "(split column); every class needs some"
+                f"{path}: the label columns {', '.join(label_columns)} make {combinations:,} "
+                f"combinations (classes); at most {MAX_CLASSES:,}"
             )
+        names = tuple("_".join(combo) for combo in itertools.product(*levels.values()))
+        targets = compose_factors(level_index, levels)
+    else:
+        names = levels[label_columns[0]]
+        targets = level_index[label_columns[0]]
+    _check_every_class_has_images(path, names, targets, parts, factored)
     return build_dataset(
         path.stem,
         files,
         targets,
         names,
-        split,
+        np.asarray(parts) if parts else None,
         seed=seed,
         test_fraction=test_fraction,
         image_size=image_size,
         channels=channels,
         provenance={"source": str(path), "format": "csv manifest"},
         what=str(path),
+        factors=level_index if factored else None,
+        factor_levels=levels if factored else None,
+    )
+
+
+def _label_columns(path: Path, header: list[str]) -> list[str]:
+    """The header's label columns, after checking its names."""
+    labels = [name for name in header if name not in RESERVED]
+    bad = [name for name in labels if not name or "." in name]
+    if "path" not in header or not labels or len(set(header)) != len(header) or bad:
+        raise CnnlabError(
+            f"{path}: bad header {','.join(header)!r}; expected a path column, one or more "
+            "label columns (distinct, non-empty names without '.') and optionally split"
+        )
+    return labels
+
+
+def _indices(levels: tuple[str, ...], values: tuple[str, ...]) -> np.ndarray:
+    """Each value's position in ``levels``."""
+    position = {level: k for k, level in enumerate(levels)}
+    return np.fromiter((position[v] for v in values), dtype=np.int64, count=len(values))
+
+
+def _check_every_class_has_images(
+    path: Path, names: tuple[str, ...], targets: np.ndarray, parts: list[str], factored: bool
+) -> None:
+    """Refuse classes no image shows (factor combinations) or none trains on (split column)."""
+    where = "split column"
+    present = np.bincount(targets, minlength=len(names)) > 0
+    if parts:
+        present = np.bincount(targets[np.asarray(parts) == "train"], minlength=len(names)) > 0
+    missing = [names[k] for k in np.flatnonzero(~present)]
+    if not missing:
+        return
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    if factored and not parts:
+        where = "every combination of the label columns is a class"
+    elif factored:
+        where += "; every combination of the label columns is a class"
+    raise CnnlabError(
+        f"{path}: label(s) {shown} have no training images ({where}); every class needs some"
     )

@@ -1,8 +1,9 @@
-"""The study's Task 2 network: one shared conv trunk, one head per factor of a Lines image.
+"""The study's Task 2 network: one shared conv trunk, one head per factor of the image.
 
-``length``, ``width`` and ``color`` heads end in one unit (sigmoid in the loss: binary
-cross-entropy); ``angle`` ends in 12 units (softmax in the loss: cross-entropy). ``forward``
-returns a dict of named head logits.
+On Lines, ``length``, ``width`` and ``color`` heads end in one unit (sigmoid in the loss:
+binary cross-entropy); ``angle`` ends in 12 units (softmax in the loss: cross-entropy). On other
+data with factors (a CSV manifest with several label columns) there is one head per factor, a
+sigmoid unit for two levels, a softmax for more. ``forward`` returns a dict of named head logits.
 """
 
 from __future__ import annotations
@@ -43,11 +44,20 @@ class MultiHeadNet(nn.Module):
         return {name: layer(shared) for name, layer in self.head_layers.items()}
 
 
+def default_heads(factor_levels: Mapping[str, Sequence[object]]) -> dict[str, int]:
+    """One head per factor of the data, with its number of levels: the study's four Lines
+    heads, in the study's order, when the data has those factors (or none)."""
+    if not factor_levels or set(factor_levels) == set(STUDY_HEADS):
+        return dict(STUDY_HEADS)
+    return {name: len(levels) for name, levels in factor_levels.items()}
+
+
 @register_model("multihead")
 def multihead(
     in_channels: int,
     num_classes: int,
     image_size: tuple[int, int] = (28, 28),
+    factor_levels: Mapping[str, Sequence[object]] | None = None,
     channels: Sequence[int] = (32,),
     convs_per_stage: int = 1,
     kernel_size: int = 7,
@@ -61,9 +71,10 @@ def multihead(
     """A conv trunk (the ``convnet`` stages), shared dense layers, and a head per factor.
 
     Each head is Dense ``head_hidden`` -> ReLU -> Dense (1 unit for two levels, else one per
-    level). ``num_classes`` (the 96 combined classes) is not used: the heads name their own.
+    level). ``heads`` defaults to one per factor of the data (:func:`default_heads`).
+    ``num_classes`` (the 96 combined classes) is not used: the heads name their own.
     """
-    heads = dict(heads or STUDY_HEADS)
+    heads = dict(heads or default_heads(factor_levels or {}))
     if any(levels < 2 for levels in heads.values()):
         raise ValueError(f"every head needs at least 2 levels, got {heads}")
     features, width, size = conv_stages(

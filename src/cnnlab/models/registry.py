@@ -5,7 +5,8 @@ unknown or mistyped key is refused with the list of valid ones before anything i
 
 ``name`` may also be an import path ``package.module:factory``: a class, or a function
 returning an ``nn.Module``, defined in the user's own code. Its keyword arguments are its
-options; ``in_channels``, ``num_classes`` and ``image_size`` are passed where its signature
+options; ``in_channels``, ``num_classes``, ``image_size`` and ``factor_levels`` (the data's
+per-image factors and their levels, for multi-head models) are passed where its signature
 names them (or one of :data:`ALIASES`). A module not importable from the working directory's
 Python path is looked for in the working directory too.
 """
@@ -28,11 +29,12 @@ from cnnlab.errors import CnnlabError
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
-_DATA_ARGS = ("in_channels", "num_classes", "image_size")
+_DATA_ARGS = ("in_channels", "num_classes", "image_size", "factor_levels")
 ALIASES: dict[str, tuple[str, ...]] = {
     "in_channels": ("in_chans", "num_channels", "n_channels"),
     "num_classes": ("n_classes",),
     "image_size": ("img_size", "input_size"),
+    "factor_levels": (),
 }
 """Other parameter names under which a factory may take the data's shape (timm-style first)."""
 GIVEN = "<given> "
@@ -90,11 +92,13 @@ def create_model(
     in_channels: int,
     num_classes: int,
     image_size: tuple[int, int] | int = (28, 28),
+    factor_levels: dict[str, tuple[Any, ...]] | None = None,
     /,
     **options: Any,
 ) -> nn.Module:
     """Build a registered model, or one named by import path, for data with ``in_channels``
-    and ``num_classes`` (images of ``image_size``, (H, W)); ``options`` are its config keys."""
+    and ``num_classes`` (images of ``image_size``, (H, W); per-image factors with
+    ``factor_levels``, where the data has them); ``options`` are its config keys."""
     if name.startswith(GIVEN):
         raise CnnlabError(
             f"model.name {name!r}: this run's model was given to train() as a module and "
@@ -104,7 +108,12 @@ def create_model(
     where = _where(name)
     factory = _factory(name)
     params = _parameters(factory)
-    shape = {"in_channels": in_channels, "num_classes": num_classes, "image_size": size}
+    shape = {
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "image_size": size,
+        "factor_levels": dict(factor_levels or {}),
+    }
     data = {param: shape[arg] for arg, param in _data_params(params).items()}
     _check_options(where, params, data, options, model_options(name))
     try:

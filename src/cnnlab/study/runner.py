@@ -144,11 +144,19 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
         where = f"{spec.origin}: variants.{variant.name}"
         if key not in shapes:
             data = prepare_dataset(config)
-            shapes[key] = (data.channels, data.num_classes, data.image_size, len(data.train))
-        channels, classes, size, train_images = shapes[key]
+            shapes[key] = (
+                data.channels,
+                data.num_classes,
+                data.image_size,
+                data.factor_levels,
+                len(data.train),
+            )
+        channels, classes, size, factor_levels, train_images = shapes[key]
         options = {k: v for k, v in config.model.items() if k != "name"}
         try:
-            model = create_model(config.model["name"], channels, classes, size, **options)
+            model = create_model(
+                config.model["name"], channels, classes, size, factor_levels, **options
+            )
         except CnnlabError as exc:
             raise CnnlabError(f"{where}: {exc}") from None
         batch = min(config.train.batch_size, train_images)  # a batch is never larger

@@ -100,5 +100,16 @@ def objective_for(model: nn.Module, dataset: ImageDataset, train: TrainConfig) -
                 f"train.head_weights: unknown head(s) {', '.join(unknown)}; "
                 f"heads: {', '.join(heads)}"
             )
+        levels = dataset.factor_levels
+        wrong = [
+            f"{h} has {n}, the data {len(levels[h])}"
+            for h, n in heads.items()
+            if h in levels and n != len(levels[h])
+        ]
+        if wrong:
+            raise CnnlabError(
+                f"the multi-head model's heads do not match the data's factor levels: "
+                f"{'; '.join(wrong)} (leave model.heads unset to take the data's)"
+            )
         return MultiHead(dict(heads), train.head_weights)
     return Classification(train, dataset.num_classes)

@@ -213,7 +213,7 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
     shape = (dataset.channels, dataset.num_classes, dataset.image_size)
     if given is None:
         model_options = {k: v for k, v in config.model.items() if k != "name"}
-        model = create_model(config.model["name"], *shape, **model_options)
+        model = create_model(config.model["name"], *shape, dataset.factor_levels, **model_options)
     else:  # recorded as how it can be rebuilt (or why it cannot)
         model = materialized(given, dataset.channels, dataset.image_size)
         recorded = {**config.to_dict(), "model": {"name": given_model_name(given, *shape)}}
@@ -353,6 +353,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
             preprocess.channels,
             len(class_names),
             preprocess.image_size,
+            info.dataset.factor_levels,
             **options,
         )
     except CnnlabError as exc:
