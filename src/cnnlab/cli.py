@@ -90,7 +90,8 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
         help="load and check MNIST (or any dataset in its IDX format)",
         description="Read the four IDX files from --dir or $CNNLAB_MNIST_DIR, or download them "
         "into the cache with checksum checks; print a summary; with --out also write "
-        "DIR/mnist.npz, DIR/card.json and DIR/preview.png.",
+        "DIR/mnist.npz, DIR/card.json and DIR/preview.png (and with --png an image-folder "
+        "tree DIR/png/{train,test}/<digit>/).",
     )
     mnist.add_argument("--dir", type=Path, metavar="DIR", help="folder with the IDX files")
     mnist.add_argument(
@@ -102,6 +103,9 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     mnist.add_argument("--seed", type=int, default=0, help="fixes the study split")
     mnist.add_argument("--test-fraction", type=float, default=0.4, help="share for test (0.4)")
     mnist.add_argument("--out", type=Path, metavar="DIR", help="also export the dataset here")
+    mnist.add_argument(
+        "--png", action="store_true", help="with --out, also write every image as a PNG file"
+    )
     mnist.set_defaults(handler=_data_mnist)
     _add_data_check_command(kinds)
 
@@ -208,6 +212,8 @@ def _data_mnist(args: argparse.Namespace) -> int:
     from cnnlab.data import load_mnist
     from cnnlab.data.exports import export_dataset
 
+    if args.png and not args.out:
+        raise CnnlabError("--png writes into the --out folder; give --out DIR")
     start = time.perf_counter()
     dataset = load_mnist(
         args.dir, split=args.split, seed=args.seed, test_fraction=args.test_fraction
@@ -216,7 +222,7 @@ def _data_mnist(args: argparse.Namespace) -> int:
     source = dataset.provenance
     print(f"  source: {source.get('source', '?')} {source.get('path', '')}")
     if args.out:
-        for kind, path in export_dataset(dataset, args.out).items():
+        for kind, path in export_dataset(dataset, args.out, png=args.png).items():
             print(f"  {kind:8s} {path}")
     return 0
 

@@ -1,4 +1,5 @@
-"""Export any in-memory dataset: ``<name>.npz``, ``card.json`` and ``preview.png``."""
+"""Export any in-memory dataset: ``<name>.npz``, ``card.json``, ``preview.png`` and, when asked,
+a PNG tree ``png/{train,test}/<class>/<index>.png`` that ``data.dataset`` reads back as given."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import torch
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.npzio import array_digest, write_npz
-from cnnlab.data.preview import class_grid
+from cnnlab.data.preview import class_grid, write_png_tree
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
 
 
-def export_dataset(dataset: ImageDataset, out_dir: str | Path) -> dict[str, Path]:
-    """Write the dataset as (N, H, W, C) images with labels and split, plus a card and preview."""
+def export_dataset(
+    dataset: ImageDataset, out_dir: str | Path, png: bool = False
+) -> dict[str, Path]:
+    """Write the dataset as (N, H, W, C) images with labels and split, plus a card and preview
+    (and with ``png`` every image as a PNG file, numbered in the .npz's order)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -45,4 +49,6 @@ def export_dataset(dataset: ImageDataset, out_dir: str | Path) -> dict[str, Path
         columns=min(10, dataset.num_classes),
         title=f"{dataset.name}: one image per class",
     )
+    if png:
+        paths["png"] = write_png_tree(images, labels, split, dataset.class_names, out / "png")
     return paths
