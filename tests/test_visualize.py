@@ -442,3 +442,11 @@ def test_cli_writes_pictures_for_given_images(
     assert (out / "gradcam.png").is_file() and (out / "filters_conv1.png").is_file()
     assert main([*args, "--layer", "features.nope", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("cnnlab: error:")
+
+
+def test_grad_cam_moves_no_batchnorm_statistics() -> None:
+    model = create_model("part1", 1, 10).train()  # BatchNorm in training mode
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grad_cam(model, torch.randn(3, 1, 28, 28), "pool1")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and model.training

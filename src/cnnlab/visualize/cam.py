@@ -121,9 +121,9 @@ def explain(
         if count not in (1, inputs.shape[0]):
             raise CnnlabError(f"{count} targets for {inputs.shape[0]} images")
     shape = tuple(inputs.shape[1:])
-    geometry = {name: layer_geometry(model, m, shape) for name, m in modules.items()}
     parts: list[dict[tuple[str, str | None], Heatmap]] = []
-    with eval_mode(model):
+    with eval_mode(model):  # the geometry probes too: no BatchNorm statistics move
+        geometry = {name: layer_geometry(model, m, shape) for name, m in modules.items()}
         for start in range(0, inputs.shape[0], batch_size):
             chunk = inputs[start : start + batch_size]
             chunk_target = _slice_target(target, start, chunk.shape[0])
