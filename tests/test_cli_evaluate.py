@@ -59,7 +59,11 @@ def test_evaluate_on_a_saved_dataset_prints_accuracy_and_writes_metrics(
     assert lines[1] == "  none of the 154 images is a copy of a training image"
     metrics_path = run_dir / "metrics-transfer-x.json"
     assert lines[-1] == f"  written: {metrics_path}"
-    assert files(run_dir) - before == {"metrics-transfer-x.json", "predictions-transfer-x.npz"}
+    assert files(run_dir) - before == {
+        "metrics-transfer-x.json",
+        "predictions-transfer-x.npz",
+        "errors-transfer-x",
+    }
     metrics = json.loads(metrics_path.read_text())
     assert f"{metrics['accuracy']:.4f}" == found.group(2)
     assert metrics["n"] == 154 and metrics["split"] == "test"

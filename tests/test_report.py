@@ -97,7 +97,9 @@ def test_comparison_links_each_run(report: dict[str, str]) -> None:
 
 def test_images_are_embedded_png_data_uris(report: dict[str, str]) -> None:
     sources = images(report["html"])
-    assert len(sources) == 2 + 2 * 4  # overlaid curves; per run: 2 curves, F1, confusion
+    # overlaid curves; per run: 2 curves, F1, confusion, and where it fails: the top losses,
+    # the confused pairs and the reliability diagram
+    assert len(sources) == 2 + 2 * (4 + 3)
     for source in sources:
         prefix = "data:image/png;base64,"
         assert source.startswith(prefix)
@@ -159,7 +161,7 @@ def test_single_run_report(runs, tmp_path: Path) -> None:
     page = build_report([runs[0]], tmp_path / "one.html").read_text()
     assert "<h2>Comparison</h2>" not in page
     assert all(f"<h3>{h}</h3>" in page for h in RUN_HEADINGS)
-    assert len(images(page)) == 4
+    assert len(images(page)) == 4 + 3  # curves, F1, confusion; top losses, pairs, reliability
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -86,7 +86,10 @@ def test_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
 def test_every_image_decodes_and_nothing_runs(report: Path, tmp_path: Path) -> None:
     page = report.read_text()
     expected = len(re.findall(r"<img\s", page))
-    assert expected == 4  # learning curves (2), per-class F1, confusion matrices
+    # learning curves (2), per-class F1, confusion matrix; where it fails: the top losses with
+    # their heatmaps, the confused pairs, the reliability diagram
+    assert expected == 4 + 3
+    assert "<h3>Where it fails</h3>" in page
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE + "</body>"))
     result = chromium(

@@ -114,7 +114,11 @@ def test_heads_section_matches_metrics(page: str, runs: dict[str, Path]) -> None
     assert "Checked for this run: all 4 heads" in part
     for title in ("Confusion matrix of each head", "Learning curves per head"):
         assert f"<h4>{title}</h4>" in part
-    assert len(re.findall(r"<img\s", part)) == 6  # 2 curves, heads, head curves, F1, confusion
+    metrics_part, _, errors_part = part.partition("<h3>Where it fails</h3>")
+    assert len(re.findall(r"<img\s", metrics_part)) == 6  # curves, heads, curves per head, F1, CM
+    assert len(re.findall(r"<img\s", errors_part)) >= 4 + 1  # each head's top losses, reliability
+    for head in m["heads"]:
+        assert f"<h4>head {head}: " in errors_part
     assert "<h3>Heads</h3>" not in section(page, 1)
 
 

@@ -76,6 +76,9 @@ def test_states_follow_the_files(tmp_path: Path) -> None:
     folder.weights.write_bytes(b"w")
     assert folder.state() == "trained" and not folder.evaluated()
     folder.metrics().write_text("{}")
+    assert folder.state() == "trained" and not folder.evaluated()  # no error analysis yet
+    folder.errors().folder.mkdir()
+    folder.errors().summary.write_text("{}")
     assert folder.state() == "done" and folder.evaluated()
     folder.weights.touch()  # a newer model: the metrics are stale
     stamp = folder.metrics().stat().st_mtime - 10
@@ -83,6 +86,9 @@ def test_states_follow_the_files(tmp_path: Path) -> None:
 
     os.utime(folder.metrics(), (stamp, stamp))
     assert folder.state() == "trained"
+    os.utime(folder.errors().summary, (stamp, stamp))
+    os.utime(folder.metrics(), None)
+    assert folder.state() == "trained"  # the error analysis is stale
 
 
 def test_run_info_round_trips_and_old_files_read_as_format_1(tmp_path: Path) -> None:

@@ -434,6 +434,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_errors_command(commands: argparse._SubParsersAction) -> None:
+    errors = commands.add_parser(
+        "errors",
+        help="where a trained run fails: top losses, confused pairs, worst recall, calibration",
+        description="Print the error analysis of RUN_DIR on a split (evaluating it first when "
+        "needed): the highest losses with their sources, the most confused pairs, the classes "
+        "with the lowest recall and the calibration (ECE). The files are in "
+        "RUN_DIR/errors-<split>/: errors.json, misclassified.csv and the galleries.",
+    )
+    errors.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    errors.add_argument("--split", choices=SPLITS, default="test")
+    errors.add_argument("--top", type=int, default=5, help="rows of each list (5)")
+    errors.set_defaults(handler=_errors)
+
+
+def _errors(args: argparse.Namespace) -> int:
+    from cnnlab.evaluate import evaluate_run
+    from cnnlab.evaluate.errors import error_lines
+    from cnnlab.runfolder import RunFolder, read_json
+
+    if args.top < 1:
+        raise CnnlabError(f"--top must be at least 1, got {args.top}")
+    folder = RunFolder(args.run_dir)
+    files = folder.errors(args.split)
+    if not folder.evaluated(args.split):
+        evaluate_run(args.run_dir, split=args.split)
+    print("\n".join(error_lines(read_json(files.summary), args.top)))
+    print(f"  every misclassified image: {files.table}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from cnnlab.training import train
 
@@ -638,6 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_commands(commands)
     _add_evaluate_command(commands)
+    _add_errors_command(commands)
     _add_models_command(commands)
     _add_report_command(commands)
     _add_visualize_command(commands)

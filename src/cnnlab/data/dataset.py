@@ -18,12 +18,15 @@ class Split:
     name (``"length"``, ``"angle"`` ...) to an (N,) int64 tensor of level indices, where the data
     has them (their values are in :attr:`ImageDataset.factor_levels`). ``masks`` (N, H, W) bool
     marks the object's pixels where the data knows them (Lines), the ground truth for heatmaps.
+    ``sources`` (N,) names each image's file (relative to the dataset's folder or CSV) where
+    the images came from files; None otherwise (an image is then known by its index).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     factors: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: torch.Tensor | None = None
+    sources: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -39,6 +42,8 @@ class Split:
                 raise ValueError(f"factor {name!r} has {values.shape[0]} values for {n} images")
         if self.masks is not None and self.masks.shape != (n, *self.images.shape[2:]):
             raise ValueError(f"masks must have shape ({n}, H, W), got {tuple(self.masks.shape)}")
+        if self.sources is not None and self.sources.shape != (n,):
+            raise ValueError(f"sources must have shape ({n},), got {self.sources.shape}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -50,7 +55,31 @@ class Split:
             self.labels[index],
             {name: values[index] for name, values in self.factors.items()},
             None if self.masks is None else self.masks[index],
+            None if self.sources is None else self.sources[_numpy_index(index)],
         )
+
+    def concat(self, other: Split) -> Split:
+        """This split's images followed by ``other``'s (the same factors; masks and sources
+        kept where both have them)."""
+        return Split(
+            torch.cat([self.images, other.images]),
+            torch.cat([self.labels, other.labels]),
+            {k: torch.cat([self.factors[k], other.factors[k]]) for k in self.factors},
+            None
+            if self.masks is None or other.masks is None
+            else torch.cat([self.masks, other.masks]),
+            None
+            if self.sources is None or other.sources is None
+            else np.concatenate([self.sources, other.sources]),
+        )
+
+    def source(self, index: int) -> str:
+        """How image ``index`` of this split is named: its file, or ``#<index>``."""
+        return str(self.sources[index]) if self.sources is not None else f"#{index}"
+
+
+def _numpy_index(index: torch.Tensor | slice) -> np.ndarray | slice:
+    return index.cpu().numpy() if isinstance(index, torch.Tensor) else index
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ folder with an image suffix count; hidden files and folders are skipped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ def load_folder(
         channels=channels,
         provenance=provenance,
         what=str(root),
+        base=root,
     )
 
 
@@ -144,10 +146,12 @@ def build_dataset(
     what: str,
     factors: dict[str, np.ndarray] | None = None,
     factor_levels: dict[str, tuple[Any, ...]] | None = None,
+    base: Path | None = None,
 ) -> ImageDataset:
     """Files with labels decoded to a dataset. ``split`` names each file's part (``train``,
     ``test``, ``val``) or is a boolean test mask; None splits by ``seed``. ``factors`` (each
-    file's level index per factor) and their ``factor_levels`` go along where the data has them.
+    file's level index per factor) and their ``factor_levels`` go along where the data has them;
+    each image's ``sources`` entry is its file, relative to ``base``.
 
     The decoded pixels come from :mod:`cnnlab.data.cache` when the same files were decoded
     with the same settings before (``$CNNLAB_CACHE=off`` turns that off); the provenance's
@@ -172,10 +176,13 @@ def build_dataset(
     provenance["files"] = len(files)
     images, targets = decoded.images, torch.from_numpy(labels)
     per_image = {name: torch.from_numpy(values) for name, values in (factors or {}).items()}
+    names = np.asarray([_relative(f, base) for f in files], dtype=object)
 
     def subset(which: str) -> Split:
-        mask = torch.from_numpy(split == which)
-        return Split(images[mask], targets[mask], {n: v[mask] for n, v in per_image.items()})
+        mask = split == which
+        chosen = torch.from_numpy(mask)
+        factors = {n: v[chosen] for n, v in per_image.items()}
+        return Split(images[chosen], targets[chosen], factors, None, names[mask])
 
     return ImageDataset(
         name=name,
@@ -186,3 +193,11 @@ def build_dataset(
         provenance=provenance,
         val=subset("val") if (split == "val").any() else None,
     )
+
+
+def _relative(file: Path, base: Path | None) -> str:
+    """``file`` as the user knows it: relative to ``base`` (the folder or the CSV's folder)."""
+    if base is not None:
+        with contextlib.suppress(ValueError):
+            return Path(file).relative_to(base).as_posix()
+    return str(file)

@@ -106,12 +106,7 @@ def apply_holdout(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> Ima
 
     train, test = keep(dataset.train, False), keep(dataset.train, True)
     rest = keep(dataset.test, True)
-    test = Split(
-        torch.cat([test.images, rest.images]),
-        torch.cat([test.labels, rest.labels]),
-        {k: torch.cat([test.factors[k], rest.factors[k]]) for k in test.factors},
-        None if test.masks is None else torch.cat([test.masks, rest.masks]),
-    )
+    test = test.concat(rest)
     return ImageDataset(
         name=dataset.name,
         train=train,

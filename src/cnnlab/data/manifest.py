@@ -113,6 +113,7 @@ def load_manifest(
         channels=channels,
         provenance={"source": str(path), "format": "csv manifest"},
         what=str(path),
+        base=path.parent,
         factors=level_index if factored else None,
         factor_levels=levels if factored else None,
     )

@@ -19,6 +19,7 @@ from cnnlab.data.identity import identity_groups
 from cnnlab.data.npzio import write_npz
 from cnnlab.data.registry import load_dataset
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.error_files import write_errors
 from cnnlab.evaluate.factors import factor_analysis
 from cnnlab.evaluate.heads import multihead_metrics
 from cnnlab.evaluate.metrics import classification_metrics
@@ -75,7 +76,7 @@ def evaluate_run(
             "provenance": jsonable(data.provenance),
             "training_copies": training_copies(run, part.images),
         }
-    scores, arrays = measure(run, data, part, batch_size)
+    scores, arrays, outputs = measure(run, data, part, batch_size)
     metrics = metrics_record(
         {
             "run": str(run_dir),
@@ -90,14 +91,17 @@ def evaluate_run(
         metrics_path, predictions_path = result_files(run_dir, split, name)
         write_json(metrics_path, metrics)
         write_npz(predictions_path, {"label": part.labels.numpy(), **arrays})
+        where = f"{transfer['name'] if transfer else data.name} {split}"
+        write_errors(run, data, part, outputs, RunFolder(run_dir).errors(split, name), where)
     return metrics
 
 
 def measure(
     run: Run, data: ImageDataset, part: Split, batch_size: int = 256
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The metrics of ``run`` on ``part`` (a split of ``data``): loss, scores, speed; and the
-    prediction arrays (``predicted``, and ``probability`` or each head's ``predicted_<head>``)."""
+) -> tuple[dict[str, Any], dict[str, np.ndarray], torch.Tensor | dict[str, torch.Tensor]]:
+    """The metrics of ``run`` on ``part`` (a split of ``data``): loss, scores, speed; the
+    prediction arrays (``predicted``, and ``probability`` or each head's ``predicted_<head>``);
+    and the model's outputs (logits, or a dict of head logits)."""
     start = time.perf_counter()
     outputs = batched_outputs(run.model, part.images, run.preprocess, batch_size)
     seconds = time.perf_counter() - start
@@ -106,7 +110,7 @@ def measure(
     else:
         scores, arrays = _single_scores(run, data, part, outputs)
     speed = {"seconds": seconds, "images_per_second": len(part) / seconds if seconds else None}
-    return {**scores, **speed}, arrays
+    return {**scores, **speed}, arrays, outputs
 
 
 def _multihead_scores(

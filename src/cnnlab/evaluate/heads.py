@@ -18,14 +18,16 @@ from cnnlab.evaluate.metrics import classification_metrics
 
 
 def head_probabilities(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each head's probability over its levels: (N, 2) from one sigmoid unit, softmax otherwise."""
+    """Each head's probability over its levels: (N, 2) from one sigmoid unit, softmax otherwise
+    (in float32, or float64 for float64 logits)."""
     probabilities = {}
     for name, logits in outputs.items():
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         if logits.shape[1] == 1:
-            p = torch.sigmoid(logits.float())
+            p = torch.sigmoid(logits)
             probabilities[name] = torch.cat([1 - p, p], dim=1)
         else:
-            probabilities[name] = logits.float().softmax(dim=1)
+            probabilities[name] = logits.softmax(dim=1)
     return probabilities
 
 

@@ -564,3 +564,43 @@ def _inner_colours(labels: Sequence[str]) -> list[Any]:
 def _colour_by_value(values: np.ndarray) -> list[Any]:
     cmap = _colormap("RdYlGn")
     return [cmap(0.1 + 0.8 * float(np.clip(v, 0, 1))) for v in values]
+
+
+# -- calibration ---------------------------------------------------------------------------------
+
+
+def plot_reliability(curves: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> Path:
+    """Per classifier (the model, or each head and the joint answer): the reliability diagram
+    (accuracy against mean confidence per bin, the diagonal is perfect calibration) above the
+    histogram of the confidence of right and of wrong answers (log counts)."""
+    n = len(curves)
+    fig = Figure(figsize=(2.6 * n + 0.3, 4.6), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False, height_ratios=(3, 2))
+    for k, (name, c) in enumerate(curves):
+        edges = np.asarray(c["edges"], dtype=float)
+        centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        accuracy = np.array([np.nan if v is None else v for v in c["accuracy"]], dtype=float)
+        top = axes[0, k]
+        top.bar(centres, np.nan_to_num(accuracy), width=width, color="#4c72b0", alpha=0.8,
+                edgecolor="white", label="accuracy")  # fmt: skip
+        top.plot([0, 1], [0, 1], color="#444", lw=0.8, ls="--", label="perfect")
+        top.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=name)
+        top.set_ylabel("accuracy in the bin" if k == 0 else "")
+        top.text(0.03, 0.93, f"ECE {c['ece']:.4f}", transform=top.transAxes, fontsize=7)
+        if k == 0:
+            top.legend(fontsize=6, loc="lower right")
+        bottom = axes[1, k]
+        for part, colour in (("right", "#55a868"), ("wrong", "#c44e52")):
+            counts = np.asarray(c[part]["histogram"], dtype=float)
+            bottom.bar(centres, counts, width=width, color=colour, alpha=0.6,
+                       label=f"{part} ({c[part]['count']:,})")  # fmt: skip
+        bottom.set_yscale("symlog", linthresh=1)
+        bottom.set(xlim=(0, 1), xlabel="confidence")
+        bottom.set_ylabel("images" if k == 0 else "")
+        bottom.legend(fontsize=6, loc="upper left")
+        for ax in (top, bottom):
+            ax.tick_params(labelsize=6)
+            ax.title.set_fontsize(8)
+            ax.xaxis.label.set_fontsize(7)
+            ax.yaxis.label.set_fontsize(7)
+    return _save(fig, path)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runfolder import Pictures, RunFolder, RunInfo, read_metrics
+from cnnlab.runfolder import Pictures, RunFolder, RunInfo, read_json, read_metrics
+from cnnlab.runfolder.records import format_of
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class RunRecord:
     """The run's visualize folder, checked (None: none, or it cannot be shown)."""
     pictures_problem: str | None = None
     """Why the visualize folder cannot be shown."""
+    errors: dict[str, Any] | None = None
+    """The error analysis of the test split (``errors.json``), with ``folder`` added: where
+    its pictures are."""
 
     @property
     def class_names(self) -> list[str]:
@@ -218,7 +222,15 @@ def read_run(run_dir: Path, label: str) -> RunRecord:
         metrics=folder.read_metrics(),
         transfers=tuple(read_metrics(path) for path in folder.transfer_metrics()),
         **dict(zip(("pictures", "pictures_problem"), pictures_of(folder), strict=True)),
+        errors=_errors_of(folder),
     )
+
+
+def _errors_of(folder: RunFolder) -> dict[str, Any]:
+    files = folder.errors()
+    record = read_json(files.summary)
+    format_of(record, str(files.summary))
+    return {**record, "folder": files.folder}
 
 
 def pictures_of(folder: RunFolder) -> tuple[Pictures | None, str | None]:

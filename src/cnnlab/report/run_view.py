@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.report import figures
+from cnnlab.report.errors_view import ErrorsView, errors_view
 from cnnlab.report.facts import (
     TRANSFER_TITLE,
     HeadsCheck,
@@ -142,6 +143,8 @@ class RunView:
     per_class: PerClass
     confusion: Confusion
     factor_analysis: FactorAnalysis | None
+    errors: ErrorsView | None
+    """Where it fails (:func:`cnnlab.report.errors_view.errors_view`)."""
     inside: Any
     """The "Looking inside" part (:func:`cnnlab.report.inside_view.inside_view`)."""
 
@@ -165,6 +168,7 @@ def run_view(index: int, record: RunRecord, fig_dir: Path, svg: bool = False) ->
         per_class=per_class_view(record, fig_dir, stem),
         confusion=confusion_view(record, fig_dir, stem),
         factor_analysis=factor_analysis_view(record) if record.factor_analysis else None,
+        errors=errors_view(record, fig_dir, stem),
         inside=inside_view(record),
     )
 

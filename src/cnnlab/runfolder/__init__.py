@@ -9,6 +9,8 @@ A run folder holds::
     model.safetensors                the final weights
     metrics-<tag>.json               Metrics of an evaluation (tag: test, train, transfer-<name>)
     predictions-<tag>.npz            its predictions
+    errors-<tag>/                    where it fails (ErrorFiles: errors.json, misclassified.csv,
+                                     top_losses[_<head>].png, confused_pairs[_<head>].png)
     visualize/summary.json           what `cnnlab visualize` drew (and scores.json)
 
 Every other module asks :class:`RunFolder` for a path and reads or writes these files through
@@ -72,6 +74,29 @@ WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
 VISUALIZE = "visualize"
 LOCK = ".cnnlab-lock"
+
+
+@dataclass(frozen=True)
+class ErrorFiles:
+    """The error analysis of one evaluation: a folder ``errors-<tag>/`` beside its metrics."""
+
+    folder: Path
+
+    @property
+    def summary(self) -> Path:
+        """``errors.json``: top losses, confused pairs, worst recall, calibration."""
+        return self.folder / "errors.json"
+
+    @property
+    def table(self) -> Path:
+        """``misclassified.csv``: every misclassified image, named by its source."""
+        return self.folder / "misclassified.csv"
+
+    def top_losses(self, head: str | None = None) -> Path:
+        return self.folder / f"top_losses{'' if head is None else '_' + head}.png"
+
+    def confused_pairs(self, head: str | None = None) -> Path:
+        return self.folder / f"confused_pairs{'' if head is None else '_' + head}.png"
 
 
 class _File:
@@ -162,6 +187,10 @@ class RunFolder:
         """``predictions-<tag>.npz``, beside :meth:`metrics`."""
         return self.path / f"predictions-{_tag(split, transfer)}.npz"
 
+    def errors(self, split: str = "test", transfer: str | None = None) -> ErrorFiles:
+        """The error analysis beside :meth:`metrics`: ``errors-<tag>/``."""
+        return ErrorFiles(self.path / f"errors-{_tag(split, transfer)}")
+
     def transfer_metrics(self) -> list[Path]:
         """Every evaluation on other data (test split), by name."""
         found = self.path.glob(self.metrics("test", "*").name)
@@ -195,11 +224,12 @@ class RunFolder:
         return "partial" if self.checkpoint().is_file() else "started"
 
     def evaluated(self, split: str = "test") -> bool:
-        """Whether ``metrics-<split>.json`` exists and is not older than the final weights."""
-        metrics = self.metrics(split)
-        if not metrics.is_file() or not self.weights.is_file():
+        """Whether ``metrics-<split>.json`` and its error analysis exist and are not older
+        than the final weights."""
+        files = (self.metrics(split), self.errors(split).summary)
+        if not all(f.is_file() for f in files) or not self.weights.is_file():
             return False
-        return metrics.stat().st_mtime >= self.weights.stat().st_mtime
+        return min(f.stat().st_mtime for f in files) >= self.weights.stat().st_mtime
 
     def pictures_current(self) -> bool:
         """Whether the visualize folder holds readable pictures not older than the weights."""
@@ -271,6 +301,7 @@ __all__ = [
     "VISUALIZE_SCORES",
     "VISUALIZE_SUMMARY",
     "DatasetFacts",
+    "ErrorFiles",
     "Pictures",
     "RunFolder",
     "RunInfo",
