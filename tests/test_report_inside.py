@@ -127,17 +127,23 @@ def test_score_table_equals_scores_json(report: dict[str, str], runs) -> None:
         ]
         rows = [r for r in rows if r]
         assert len(rows) == len(scores["rows"])
+        metrics = (
+            "pointing", "pointing_1px", "energy", "topk_iou", "deletion", "insertion",
+            "rank_corr_random",
+        )  # fmt: skip
         for cells, row in zip(rows, scores["rows"], strict=True):
-            numbers = cells[-6:-1]
-            metrics = ("pointing", "pointing_1px", "energy", "topk_iou", "rank_corr_random")
-            assert numbers == [f"{row[m]:.3f}" for m in metrics]
-            assert cells[-1] == ("passes" if row["rank_corr_random"] < 0.5 else "fails")
+            numbers = cells[-len(metrics) - 1 : -1]
+            assert numbers == ["–" if row[m] is None else f"{row[m]:.3f}" for m in metrics]
+            rho = row["rank_corr_random"]
+            assert cells[-1] == ("–" if rho is None else "passes" if rho < 0.5 else "fails")
             names = [row["head"]] if key == "mh" else []
             names += [METHOD_NAMES[row["method"]], row["layer"] or "–"]
             assert cells[: len(names)] == names
         reading = " ".join(score_reading(scores))
         assert escape(reading) in part
         assert "randomisation check" in reading and "of 32 test images" in reading
+        assert "most faithful" in reading and "Spearman" in reading
+        assert "Explanation methods of " + key in part  # the localisation-faithfulness figure
 
 
 def test_markdown_has_the_best_localisation(report: dict[str, str], runs) -> None:
@@ -146,7 +152,7 @@ def test_markdown_has_the_best_localisation(report: dict[str, str], runs) -> Non
     assert len(found) == 2
     best = max(
         json.loads((runs["p1"] / "visualize" / "scores.json").read_text())["rows"],
-        key=lambda r: (r["pointing"], r["energy"], r["topk_iou"]),
+        key=lambda r: (r["method"] != "random", r["pointing"], r["energy"], r["topk_iou"]),
     )
     assert f"pointing game {best['pointing']:.3f}" in found[0]
     assert all(f"{head}: " in found[1] for head in HEADS)

@@ -393,12 +393,22 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
     assert summary["activations"]["pool1"]["shape"] == [8, 32, 11, 11]
     scores = json.loads((out / "scores.json").read_text())
     assert scores["images"] == 24 and scores["masks"] is True
-    assert len(scores["rows"]) == 2 * 2 + 2  # two layer methods x two layers, two input methods
+    # the random reference; two layer methods x two layers, two input methods, four of Captum's
+    assert len(scores["rows"]) == 1 + 2 * 2 + 2 + 4
+    assert [r["method"] for r in scores["rows"]][:1] == ["random"]
+    assert {r["method"] for r in scores["rows"][-4:]} == {
+        "integrated_gradients", "occlusion", "deeplift", "gradient_shap"
+    }  # fmt: skip
     for row in scores["rows"]:
-        for key in ("pointing", "pointing_1px", "energy", "topk_iou"):
+        for key in ("pointing", "pointing_1px", "energy", "topk_iou", "deletion", "insertion"):
             assert 0 <= row[key] <= 1, (row, key)
-        assert -1 <= row["rank_corr_random"] <= 1
-    assert "pointing_1px" in format_scores(scores["rows"]).splitlines()[0]
+        if row["method"] != "random":
+            assert -1 <= row["rank_corr_random"] <= 1
+    assert scores["faithfulness_images"] == 24 and scores["sanity_images"] == 24
+    (agree,) = scores["agreement"]
+    assert agree["methods"] == 10 and -1 <= agree["spearman"] <= 1
+    header = format_scores(scores["rows"]).splitlines()[0]
+    assert "pointing_1px" in header and "deletion" in header and "insertion" in header
     # Same call, same default sample; given images and one head of a multi-head model.
     again = visualize_run(runs["p1"], tmp_path / "again", filters=False)
     assert again["heatmaps"]["output"]["targets"] == summary["heatmaps"]["output"]["targets"]

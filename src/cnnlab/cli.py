@@ -281,9 +281,9 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--inside",
         action="store_true",
-        help="first run 'cnnlab visualize' (scored on 256 test images for Lines runs) into "
-        "RUN_DIR/visualize for runs without pictures there (or with pictures older than the "
-        "model); up to a minute per run on a CPU",
+        help="first run 'cnnlab visualize --score' (the scoreboard of explanation methods on "
+        "128 test images) into RUN_DIR/visualize for runs without pictures there (or with "
+        "pictures older than the model); 10 s to 2 minutes per run on a 2-core CPU",
     )
     report.set_defaults(handler=_report)
 
@@ -309,7 +309,9 @@ def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
         help="look inside a trained run: activations, filters, Grad-CAM, saliency",
         description="Write activation grids, filter images (gradient ascent from a blank input, "
         "all filters of a layer in one batch), Grad-CAM / guided Grad-CAM / saliency heatmaps "
-        "and their raw arrays into --out; --score measures heatmaps against the Lines masks.",
+        "and their raw arrays into --out; --score ranks the explanation methods by evidence: "
+        "localisation against the Lines masks, faithfulness (deletion and insertion curves, "
+        "any dataset) and the randomisation check.",
     )
     visualize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     visualize.add_argument(
@@ -335,7 +337,11 @@ def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
     visualize.add_argument(
         "--out", type=Path, metavar="DIR", help="output folder (RUN_DIR/visualize)"
     )
-    visualize.add_argument("--score", action="store_true", help="score heatmaps against masks")
+    visualize.add_argument(
+        "--score",
+        action="store_true",
+        help="the scoreboard of explanation methods (masks, faithfulness, randomisation)",
+    )
     visualize.set_defaults(handler=_visualize)
 
 

@@ -14,8 +14,9 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
-SCORE_IMAGES = 256
-"""Test images whose heatmaps are scored against the masks when pictures are made here."""
+SCORE_IMAGES = 128
+"""Test images of the scoreboard of explanation methods when pictures are made here (every
+run: faithfulness and the randomisation check; with masks, localisation too)."""
 
 
 def prepare_runs(
@@ -26,9 +27,9 @@ def prepare_runs(
     log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Evaluate every finished run that has no current test metrics and, with ``pictures``,
-    look inside every run whose pictures are missing or older than its model (heatmaps scored
-    against the masks where the data has them; ``visualize_options`` go to ``visualize_run``
-    and win). Returns the runs it worked on; a run that is not finished is left for the report
+    look inside every run whose pictures are missing or older than its model (with the
+    scoreboard of explanation methods; ``visualize_options`` go to ``visualize_run`` and win).
+    Returns the runs it worked on; a run that is not finished is left for the report
     to refuse with its own message."""
     from cnnlab.evaluate import evaluate_run
 
@@ -57,8 +58,7 @@ def prepare_runs(
 def _pictures(folder: RunFolder, options: Mapping[str, Any] | None) -> None:
     from cnnlab.visualize import visualize_run
 
-    masks = folder.read_info().dataset.masks
-    settings = {"score": masks, "score_images": SCORE_IMAGES, **(options or {})}
+    settings = {"score": True, "score_images": SCORE_IMAGES, **(options or {})}
     visualize_run(folder.path, folder.visualize, **settings)
 
 

@@ -39,9 +39,12 @@ def write_errors(
     outputs: torch.Tensor | dict[str, torch.Tensor],
     files: ErrorFiles,
     where: str,
+    pictures: bool = True,
 ) -> dict[str, Any]:
     """Analyse where ``run`` fails on ``part`` (its ``outputs`` there) and write the files;
-    returns the ``errors.json`` record. ``where`` names the data in titles (``mnist test``)."""
+    returns the ``errors.json`` record. ``where`` names the data in titles (``mnist test``);
+    ``pictures`` False leaves out the galleries (evaluations on other data: the numbers and
+    the table only)."""
     files.folder.mkdir(parents=True, exist_ok=True)
     labels = part.labels.numpy()
     sources = [part.source(i) for i in range(len(part))]
@@ -64,15 +67,19 @@ def write_errors(
         record.update(analysis["joint"])
         record["heads"] = analysis["heads"]
         for name, head in record["heads"].items():
-            head["pictures"] = _pictures(
-                run, part, head, probs[name], factors[name], files, layer, name, where
+            head["pictures"] = (
+                _pictures(run, part, head, probs[name], factors[name], files, layer, name, where)
+                if pictures
+                else {}
             )
         rows = multihead_misclassified(factors, probs, levels, labels, data.class_names, sources)
     else:
         probs_single = outputs.double().softmax(dim=1).numpy()
         record.update(error_analysis(labels, probs_single, data.class_names, sources))
-        record["pictures"] = _pictures(
-            run, part, record, probs_single, labels, files, layer, None, where
+        record["pictures"] = (
+            _pictures(run, part, record, probs_single, labels, files, layer, None, where)
+            if pictures
+            else {}
         )
         rows = misclassified(labels, probs_single, data.class_names, sources)
     _write_table(files.table, rows)

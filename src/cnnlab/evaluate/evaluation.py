@@ -92,7 +92,8 @@ def evaluate_run(
         write_json(metrics_path, metrics)
         write_npz(predictions_path, {"label": part.labels.numpy(), **arrays})
         where = f"{transfer['name'] if transfer else data.name} {split}"
-        write_errors(run, data, part, outputs, RunFolder(run_dir).errors(split, name), where)
+        files = RunFolder(run_dir).errors(split, name)
+        write_errors(run, data, part, outputs, files, where, pictures=transfer is None)
     return metrics
 
 

@@ -604,3 +604,53 @@ def plot_reliability(curves: Sequence[tuple[str, Mapping[str, Any]]], path: Path
             ax.xaxis.label.set_fontsize(7)
             ax.yaxis.label.set_fontsize(7)
     return _save(fig, path)
+
+
+# -- the scoreboard of explanation methods --------------------------------------------------------
+
+
+def plot_scoreboard(
+    groups: Mapping[str | None, Sequence[Mapping[str, Any]]],
+    names: Mapping[str, str],
+    path: Path,
+    masks: bool,
+) -> Path:
+    """Per head: each method's faithfulness (insertion minus deletion area) against its energy
+    in the mask (with masks), or as bars (without); the random reference dashed."""
+    n = len(groups)
+    fig = Figure(figsize=(4.6 * n + 0.4, 4.0), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (head, rows) in zip(axes, groups.items(), strict=True):
+        scored = [r for r in rows if r.get("insertion") is not None]
+        methods = [r for r in scored if r["method"] != "random"]
+        reference = next((r for r in scored if r["method"] == "random"), None)
+        labels = [_method_label(r, names) for r in methods]
+        faithful = [r["insertion"] - r["deletion"] for r in methods]
+        if masks and all(r.get("energy") is not None for r in methods):
+            energy = [r["energy"] for r in methods]
+            ax.scatter(energy, faithful, s=14, color="#4c72b0", zorder=3)
+            for x, y, text in zip(energy, faithful, labels, strict=True):
+                ax.annotate(text, (x, y), fontsize=5, xytext=(3, 2), textcoords="offset points")
+            if reference is not None and reference.get("energy") is not None:
+                ax.axvline(reference["energy"], color="#888", ls="--", lw=0.8)
+            ax.set_xlabel("energy in the mask (localisation)", fontsize=7)
+            ax.set_xlim(0, 1)
+        else:
+            ax.barh(range(len(methods)), faithful, color="#4c72b0")
+            ax.set_yticks(range(len(methods)), labels, fontsize=5)
+            ax.invert_yaxis()
+            ax.set_xlabel("insertion − deletion area", fontsize=7)
+        if reference is not None:
+            level = reference["insertion"] - reference["deletion"]
+            (ax.axhline if masks else ax.axvline)(level, color="#888", ls="--", lw=0.8)
+        if masks:
+            ax.set_ylabel("insertion − deletion area (faithfulness)", fontsize=7)
+        ax.set_title(f"head {head}" if head else "explanation methods", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _method_label(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    name = names.get(row["method"], row["method"])
+    return f"{name} {row['layer']}" if row.get("layer") else name

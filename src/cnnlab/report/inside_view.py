@@ -7,6 +7,7 @@ that cannot be shown becomes a :class:`NotShown` (one line saying why), never an
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,13 @@ from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.report.facts import compact_json, integer
+from cnnlab.report.figures import plot_scoreboard
 from cnnlab.report.inside_words import (
     METHOD_NAMES,
     SANITY_LIMIT,
     SCORE_HEADERS,
     by_head,
+    is_reference,
     passes,
     score_reading,
 )
@@ -30,6 +33,7 @@ from cnnlab.report.render import Cell, Figure, Table, facts, figure, png_figure,
 from cnnlab.runfolder import HEATMAP_KINDS, SCORE_KEYS, Pictures, RunFolder
 
 LOCALISATION = SCORE_KEYS
+FAITHFULNESS = ("deletion", "insertion")
 
 KINDS = dict(
     zip(
@@ -93,6 +97,8 @@ class Scores:
     reading: str
     table: Table
     note: str
+    figure: Figure | None = None
+    """Localisation against faithfulness, per head (None without faithfulness scores)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def view(inside: Pictures, label: str, masks: bool = False) -> InsideView:
         activations=_layers(inside, "activations", label),
         filters=_layers(inside, "filters", label),
         heatmaps=_heatmaps(inside, label),
-        scores=None if inside.scores is None else _scores(inside.scores),
+        scores=None if inside.scores is None else _scores(inside.scores, label),
     )
 
 
@@ -319,11 +325,17 @@ def _heatmaps(inside: Pictures, label: str) -> tuple[Gallery, ...]:
     )
 
 
-def _scores(scores: Mapping[str, Any]) -> Scores:
-    """The reading, then the table: one row per head, method and layer; best values bold."""
+def _scores(scores: Mapping[str, Any], label: str) -> Scores:
+    """The reading, the table (one row per head, method and layer; best values bold, the
+    random reference not competing) and the figure of localisation against faithfulness."""
     rows = scores["rows"]
     masks = bool(scores.get("masks"))
-    metrics = [*(LOCALISATION if masks else ()), "rank_corr_random"]
+    faithful = any(r.get("insertion") is not None for r in rows)
+    metrics = [
+        *(LOCALISATION if masks else ()),
+        *(FAITHFULNESS if faithful else ()),
+        "rank_corr_random",
+    ]
     heads = any(r.get("head") for r in rows)
     headers = [
         *(["head"] if heads else []),
@@ -332,10 +344,13 @@ def _scores(scores: Mapping[str, Any]) -> Scores:
         *(SCORE_HEADERS[m] for m in metrics),
         "randomisation check",
     ]
+    ranked = (*LOCALISATION, *FAITHFULNESS)
     best = {
-        (head, m): max((r[m] for r in group if r.get(m) is not None), default=None)
+        (head, m): (min if m == "deletion" else max)(
+            (r[m] for r in group if r.get(m) is not None and not is_reference(r)), default=None
+        )
         for head, group in by_head(rows).items()
-        for m in LOCALISATION
+        for m in ranked
     }
     body = []
     for row in rows:
@@ -344,25 +359,43 @@ def _scores(scores: Mapping[str, Any]) -> Scores:
         for m in metrics:
             text = "–" if row.get(m) is None else f"{row[m]:.3f}"
             top = best.get((row.get("head"), m))
-            strong = m in LOCALISATION and top is not None and row.get(m) == top
-            cells.append(Cell(text, strong=True) if strong else text)
+            strong = m in ranked and top is not None and row.get(m) == top
+            cells.append(Cell(text, strong=True) if strong and not is_reference(row) else text)
         verdict = passes(row)
         cells.append("–" if verdict is None else "passes" if verdict else "fails")
         body.append(cells)
     first = len(headers) - len(metrics) - 1
     note = (
         "Rank correlation with random weights: how alike the maps of the trained model and of "
-        f"a re-initialised copy are (lower is better; below {SANITY_LIMIT} passes)."
+        f"a re-initialised copy are (lower is better; below {SANITY_LIMIT} passes; on the first "
+        f"{integer(scores.get('sanity_images', scores.get('images')))} images)."
     )
+    if faithful:
+        note = (
+            "Deletion / insertion area: the explained class's probability as the map's hottest "
+            "pixels are replaced by the training mean (deletion: lower is better) or put back "
+            "into a mean image (insertion: higher is better), in "
+            f"{integer(scores.get('faithfulness_steps'))} steps, averaged over the first "
+            f"{integer(scores.get('faithfulness_images'))} images; needs no masks. {note}"
+        )
     if masks:
         note = (
             "Pointing game: the map's hottest pixel lies on the line (within 1 px: or next to "
             "it). Energy in mask: the share of the map's positive values on the line. Top-k "
-            "IoU: overlap of the map's k hottest pixels with the line's k pixels. "
-            f"{note} Bold: the best of {'each head' if heads else 'each column'}."
+            f"IoU: overlap of the map's k hottest pixels with the line's k pixels. {note}"
         )
+    note += (
+        f" Bold: the best of {'each head' if heads else 'each column'}; random (reference): "
+        "maps of uniform noise, the chance level of every score."
+    )
+    board = None
+    if faithful:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = plot_scoreboard(by_head(rows), METHOD_NAMES, Path(tmp) / "board.png", masks)
+            board = figure(path, f"Explanation methods of {label}: localisation and faithfulness")
     return Scores(
         " ".join(score_reading(scores)),
         table(headers, body, numeric=range(first, len(headers) - 1), cls="scores"),
         note,
+        board,
     )

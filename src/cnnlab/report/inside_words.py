@@ -18,6 +18,11 @@ METHOD_NAMES = {
     "guided_gradcam": "Guided Grad-CAM",
     "saliency": "saliency",
     "guided_backprop": "guided backprop",
+    "integrated_gradients": "Integrated Gradients",
+    "occlusion": "Occlusion",
+    "deeplift": "DeepLIFT",
+    "gradient_shap": "GradientSHAP",
+    "random": "random (reference)",
 }
 """How the reading and the score table name each method."""
 
@@ -26,6 +31,8 @@ SCORE_HEADERS = {
     "pointing_1px": "within 1 px",
     "energy": "energy in mask",
     "topk_iou": "top-k IoU",
+    "deletion": "deletion area",
+    "insertion": "insertion area",
     "rank_corr_random": "rank corr. with random weights",
 }
 """The score table's column headings."""
@@ -43,9 +50,14 @@ def passes(row: Mapping[str, Any]) -> bool | None:
     return None if rho is None else rho < SANITY_LIMIT
 
 
+def is_reference(row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` is the random reference (chance level), not a method."""
+    return row.get("method") == "random"
+
+
 def best_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The row whose maps point at the object best (pointing game, then energy, then IoU)."""
-    scored = [r for r in rows if r.get("pointing") is not None]
+    scored = [r for r in rows if r.get("pointing") is not None and not is_reference(r)]
     if not scored:
         return None
     return max(
@@ -66,6 +78,7 @@ def score_reading(scores: Mapping[str, Any]) -> list[str]:
     n = integer(scores.get("images"))
     groups = by_head(rows)
     sentences = _one_output(rows, n) if len(groups) == 1 else _per_head(groups, n)
+    sentences += faithfulness_reading(scores)
     sentences.append(_sanity_summary(rows))
     return [s for s in sentences if s]
 
@@ -136,7 +149,55 @@ def _per_head(groups: Mapping[Any, Sequence[Mapping[str, Any]]], n: str) -> list
 
 
 def _most_concentrated(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    return max(rows, key=lambda r: r.get("energy") or 0.0)
+    return max(rows, key=lambda r: -1.0 if is_reference(r) else r.get("energy") or 0.0)
+
+
+def faithfulness(row: Mapping[str, Any]) -> float | None:
+    """Insertion area minus deletion area: how much the map's order matters to the model."""
+    if row.get("insertion") is None or row.get("deletion") is None:
+        return None
+    return float(row["insertion"]) - float(row["deletion"])
+
+
+def faithfulness_reading(scores: Mapping[str, Any]) -> list[str]:
+    """The faithfulness ranking in words, per head, and whether the masks agree with it."""
+    sentences = []
+    agreement = {a.get("head"): a for a in scores.get("agreement") or []}
+    for head, group in by_head(scores["rows"]).items():
+        methods = [r for r in group if not is_reference(r) and faithfulness(r) is not None]
+        if not methods:
+            continue
+        top = max(methods, key=lambda r: faithfulness(r) or 0.0)
+        reference = next((r for r in group if is_reference(r)), None)
+        chance = (
+            f" (random order: {reference['deletion']:.2f} and {reference['insertion']:.2f})"
+            if reference and reference.get("deletion") is not None
+            else ""
+        )
+        where = f"For head {head}, " if head else ""
+        text = (
+            f"{where}{method_name(top)} is the most faithful: deleting its hottest pixels first "
+            f"leaves an area of {top['deletion']:.2f} under the class-probability curve, and "
+            f"inserting them first {top['insertion']:.2f}{chance}"
+        )
+        rho = (agreement.get(head) or {}).get("spearman")
+        if rho is not None:
+            text += (
+                f"; the ranking by energy in the mask {_agree(rho)} the ranking by "
+                f"faithfulness (Spearman {rho:.2f} over {len(methods)} methods)"
+            )
+        sentences.append(text + ".")
+    return sentences
+
+
+def _agree(rho: float) -> str:
+    if rho >= 0.7:
+        return "agrees with"
+    if rho >= 0.3:
+        return "partly agrees with"
+    if rho > -0.3:
+        return "is unrelated to"
+    return "contradicts"
 
 
 def _sanity_clause(best: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:

@@ -9,6 +9,7 @@ Writes into ``out_dir``: ``inputs.npy`` (the images explained); per layer
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,33 @@ from cnnlab.fileio import atomic_path, write_json
 from cnnlab.runfolder import FORMAT, VISUALIZE_INPUTS, VISUALIZE_SCORES, VISUALIZE_SUMMARY
 from cnnlab.training.run import Run, load_run, prepare_dataset
 from cnnlab.visualize.activations import layer_activations
+from cnnlab.visualize.attribution import attribute
 from cnnlab.visualize.cam import METHODS, Heatmap, explain
+from cnnlab.visualize.faithfulness import faithfulness_curves, random_maps, summarize
 from cnnlab.visualize.figures import plot_activations, plot_filters, plot_heatmaps
 from cnnlab.visualize.filters import FilterSettings, visualize_filters
 from cnnlab.visualize.hooks import resolve_layers
-from cnnlab.visualize.scoring import randomized_copy, score_row
+from cnnlab.visualize.scoring import RANDOM, agreement, randomized_copy, score_row
 
 SAMPLE_SEED = 0
 """The default images are the same for every run of a dataset: drawn with this seed."""
 
 SAMPLE_SIZE = 8
+
+SCORED_ATTRIBUTIONS = ("integrated_gradients", "occlusion", "deeplift", "gradient_shap")
+"""The Captum methods on the scoreboard beside :func:`explain`'s (``layer_gradcam`` is the same
+map as cnnlab's Grad-CAM: tested, not scored twice)."""
+
+FAITHFULNESS_IMAGES = 128
+"""Of the scored images, how many get deletion and insertion curves (each costs
+2 x (FAITHFULNESS_STEPS + 1) forward passes per method)."""
+
+FAITHFULNESS_STEPS = 16
+
+SANITY_IMAGES = 64
+"""Of the scored images, how many the re-initialised model explains too (the sanity check)."""
+
+ATTRIBUTION_BATCH = 128
 
 KIND_TITLES = {
     "gradcam": "Grad-CAM",
@@ -53,7 +71,7 @@ def visualize_run(
     filters: bool = True,
     filter_layers: Sequence[str] | None = None,
     filter_settings: FilterSettings | None = None,
-    score_images: int = 512,
+    score_images: int = 256,
     batch_size: int = 256,
 ) -> dict[str, Any]:
     """Activations, filter images and heatmaps of a trained run; optionally scored heatmaps.
@@ -65,9 +83,10 @@ def visualize_run(
     class). Filter images are drawn for ``filter_layers`` (default: the convolutions among
     ``layers``; a pool layer's channels are its convolution's, pooled); ``filters=False`` skips
     them. ``score``: score every method (Grad-CAM and Guided Grad-CAM per layer, saliency,
-    guided backprop) against the object masks of ``score_images`` seeded test images (Lines)
-    and against a re-initialised model; writes ``scores.json``. Returns a summary of paths,
-    shapes, targets and scores.
+    guided backprop, the Captum methods) on ``score_images`` seeded test images: against the
+    object masks (Lines), by faithfulness (deletion and insertion) and against a re-initialised
+    model (:func:`score_run`); writes ``scores.json``. Returns a summary of paths, shapes,
+    targets and scores.
     """
     run = load_run(run_dir)
     out = Path(out_dir)
@@ -180,21 +199,30 @@ def score_run(
     heads: Sequence[str | None],
     target_class: int | str | None = None,
     *,
-    n: int = 512,
+    n: int = 256,
+    faithfulness_images: int = FAITHFULNESS_IMAGES,
+    sanity_images: int = SANITY_IMAGES,
     batch_size: int = 256,
     seed: int = SAMPLE_SEED,
     dataset: ImageDataset | None = None,
 ) -> dict[str, Any]:
-    """Localisation and randomisation scores of every method, layer and head on ``n`` seeded
-    test images of the run's dataset (``dataset``: it, already loaded); rows as in
-    :data:`~cnnlab.visualize.scoring.METRICS`. Without masks (MNIST) only the randomisation
-    check is scored."""
+    """The scoreboard of explanation methods on ``n`` seeded test images of the run's dataset
+    (``dataset``: it, already loaded): every method of :func:`explain` (the Grad-CAM family at
+    every layer) and of :data:`~cnnlab.visualize.attribution.ATTRIBUTION_METHODS`, per head,
+    scored by localisation against the object masks (Lines; none without masks), by
+    faithfulness (deletion and insertion areas on the first ``faithfulness_images`` of them)
+    and by the randomisation check (on the first ``sanity_images``); rows as in
+    :data:`~cnnlab.visualize.scoring.METRICS`, with a ``random`` reference row per head, and
+    the :func:`~cnnlab.visualize.scoring.agreement` of the mask and faithfulness rankings."""
+    start = time.perf_counter()
     dataset = dataset or prepare_dataset(run.config)
     test = dataset.test
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(test), generator=generator)[: min(n, len(test))].sort().values
     inputs = run.preprocess(test.images[picked])
     masks = None if test.masks is None else test.masks[picked]
+    few = min(faithfulness_images, len(picked))
+    sane = min(sanity_images, len(picked))
     twin = randomized_copy(run.model, seed)
     rows = []
     for head_name in heads:
@@ -205,24 +233,72 @@ def score_run(
         # The randomised model explains the same classes as the trained one.
         classes = next(iter(trained.values())).target
         randomised = explain(
-            twin, inputs, layers, head=head_name, target=classes, batch_size=batch_size
+            twin,
+            inputs[:sane],
+            layers,
+            head=head_name,
+            target=classes[:sane],
+            batch_size=batch_size,
+        )
+        for method in SCORED_ATTRIBUTIONS:
+            for model, x, maps in ((run.model, inputs, trained), (twin, inputs[:sane], randomised)):
+                maps[(method, None)] = attribute(
+                    model,
+                    x,
+                    method,
+                    head=head_name,
+                    target=classes[: x.shape[0]],
+                    seed=seed,
+                    batch_size=ATTRIBUTION_BATCH,
+                )
+        faithful = {"head": head_name, "target": classes[:few], "batch_size": batch_size}
+        noise = random_maps((len(picked), *inputs.shape[2:]), seed)
+        rows.append(
+            {
+                "head": head_name,
+                "method": RANDOM,
+                "layer": None,
+                **score_row(noise, masks, None, _faithfulness(run, inputs[:few], noise, faithful)),
+            }
         )
         for (method, layer), heatmap in trained.items():
+            measured = _faithfulness(run, inputs[:few], heatmap.maps, faithful)
             rows.append(
                 {
                     "head": head_name,
                     "method": method,
                     "layer": layer,
-                    **score_row(heatmap.maps, masks, randomised[(method, layer)].maps),
+                    **score_row(heatmap.maps, masks, randomised[(method, layer)].maps, measured),
                 }
             )
     return {
         "images": len(picked),
+        "faithfulness_images": few,
+        "sanity_images": sane,
+        "faithfulness_steps": FAITHFULNESS_STEPS,
         "seed": seed,
         "masks": masks is not None,
         "target": "predicted" if target_class is None else str(target_class),
         "rows": rows,
+        "agreement": agreement(rows),
+        "seconds": time.perf_counter() - start,
     }
+
+
+def _faithfulness(
+    run: Run, inputs: torch.Tensor, maps: torch.Tensor, how: dict[str, Any]
+) -> dict[str, float]:
+    """Deletion and insertion areas of ``maps`` on ``inputs`` (the first images scored)."""
+    curves = faithfulness_curves(
+        run.model,
+        inputs,
+        maps[: inputs.shape[0]],
+        head=how["head"],
+        target=how["target"],
+        steps=FAITHFULNESS_STEPS,
+        batch_size=how["batch_size"],
+    )
+    return summarize(curves)
 
 
 def default_sample(split: Split, size: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> torch.Tensor:

@@ -15,13 +15,26 @@ from typing import IO, Any
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 from torch import nn
 
-METRICS = ("pointing", "pointing_1px", "energy", "topk_iou", "rank_corr_random")
+METRICS = (
+    "pointing",
+    "pointing_1px",
+    "energy",
+    "topk_iou",
+    "deletion",
+    "insertion",
+    "rank_corr_random",
+)
 """Columns of a score table: pointing game (exact and with a 1-pixel tolerance), share of
-positive energy inside the mask, IoU of the top-k pixels (k = mask size) with the mask, and the
-mean rank correlation between maps of the trained and a re-initialised model (lower: the maps
-depend more on what was learnt)."""
+positive energy inside the mask, IoU of the top-k pixels (k = mask size) with the mask; the
+areas under the deletion and insertion curves (:mod:`cnnlab.visualize.faithfulness`: no masks
+needed; lower and higher is better); and the mean rank correlation between maps of the trained
+and a re-initialised model (lower: the maps depend more on what was learnt)."""
+
+LOCALISATION_METRICS = METRICS[:4]
+FAITHFULNESS_METRICS = ("deletion", "insertion")
 
 
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
@@ -117,16 +130,61 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def score_row(
-    maps: torch.Tensor, masks: torch.Tensor | None, random_maps: torch.Tensor | None
+    maps: torch.Tensor,
+    masks: torch.Tensor | None,
+    random_maps: torch.Tensor | None,
+    faithfulness: dict[str, float] | None = None,
 ) -> dict[str, float | None]:
-    """One table row: localisation (None without masks) and the randomisation check."""
+    """One table row: localisation (None without masks), faithfulness (deletion and insertion
+    areas, None when not measured) and the randomisation check (on as many of the first maps
+    as ``random_maps`` holds)."""
     row: dict[str, float | None] = (
-        localisation(maps, masks) if masks is not None else dict.fromkeys(METRICS[:4])
+        localisation(maps, masks) if masks is not None else dict.fromkeys(LOCALISATION_METRICS)
     )
+    for key in FAITHFULNESS_METRICS:
+        row[key] = (faithfulness or {}).get(key)
     row["rank_corr_random"] = (
-        _mean(rank_correlation(maps, random_maps)) if random_maps is not None else None
+        _mean(rank_correlation(maps[: len(random_maps)], random_maps))
+        if random_maps is not None
+        else None
     )
     return row
+
+
+def agreement(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per head: do the masks and faithfulness rank the methods alike? Spearman's correlation,
+    over the methods (not the random reference), between the energy in the mask and the
+    faithfulness (insertion area minus deletion area); with the best method by each."""
+    out = []
+    for head in dict.fromkeys(r.get("head") for r in rows):
+        group = [
+            r
+            for r in rows
+            if r.get("head") == head and r["method"] != RANDOM
+            and r.get("deletion") is not None
+        ]  # fmt: skip
+        faithful = [r["insertion"] - r["deletion"] for r in group]
+        energy = [r.get("energy") for r in group]
+        entry: dict[str, Any] = {"head": head, "methods": len(group), "spearman": None}
+        if group:
+            top = max(range(len(group)), key=faithful.__getitem__)
+            entry["best_faithfulness"] = _name(group[top])
+        if group and all(e is not None for e in energy):
+            top = max(range(len(group)), key=lambda k: energy[k])
+            entry["best_localisation"] = _name(group[top])
+            if len(group) > 2:
+                rho = spearmanr(energy, faithful).statistic
+                entry["spearman"] = None if math.isnan(rho) else float(rho)
+        out.append(entry)
+    return out
+
+
+RANDOM = "random"
+"""The reference row of a score table: maps of uniform noise (chance level of every score)."""
+
+
+def _name(row: dict[str, Any]) -> str:
+    return row["method"] + (f" at {row['layer']}" if row.get("layer") else "")
 
 
 def format_scores(rows: Sequence[dict[str, Any]]) -> str:
