@@ -152,3 +152,22 @@ def test_a_multihead_run_is_analysed_per_head_and_jointly(tmp_path: Path) -> Non
     for row in rows:
         wrong = [h for h in record["heads"] if row[f"{h}_true"] != row[f"{h}_predicted"]]
         assert row["wrong_heads"].split() == wrong and wrong
+
+
+def test_an_mnist_run_names_its_errors_by_index(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mnist"
+    sets = (
+        f"data.mnist_dir={mnist_dir}",
+        "data.train_limit=600",
+        "data.test_limit=300",
+        "train.epochs=1",
+    )
+    train("part1-mnist", out=out, overrides=sets, quiet=True)
+    metrics = evaluate_run(out)
+    files = RunFolder(out).errors()
+    record = json.loads(files.summary.read_text())
+    assert record["errors"] == round((1 - metrics["accuracy"]) * 300) > 0
+    assert record["sources"].startswith("split indices")
+    assert all(row["source"] == f"#{row['index']}" for row in record["top_losses"])
+    assert files.top_losses().is_file() and files.confused_pairs().is_file()
+    assert len(record["worst_recall"]) == 5 and record["calibration"]["bins"] == 15
