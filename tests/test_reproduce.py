@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,29 @@ def test_second_call_redoes_nothing(reproduction: Path, mnist_dir: Path) -> None
     reproduce(reproduction, quick=True, mnist_dir=mnist_dir, overrides=TINY, log=said.append)
     assert model.stat().st_mtime_ns == before
     assert not any(line.startswith("[....]") for line in said)
+
+
+def test_outputs_of_an_older_cnnlab_are_made_again(reproduction: Path, mnist_dir: Path) -> None:
+    """Steps recorded as done whose output an older cnnlab made (an evaluation without its
+    error analysis, scores without the scoreboard) run again, and only they."""
+    lines, mnist = reproduction / "runs" / "part1-lines", reproduction / "runs" / "part1-mnist"
+    shutil.rmtree(mnist / "errors-test")
+    scores_path = lines / "visualize" / "scores.json"
+    scores = json.loads(scores_path.read_text())
+    del scores["agreement"]
+    scores_path.write_text(json.dumps(scores))
+    model = mnist / "model.safetensors"
+    before = model.stat().st_mtime_ns
+    said: list[str] = []
+    reproduce(reproduction, quick=True, mnist_dir=mnist_dir, overrides=TINY, log=said.append)
+    started = [k for k, line in enumerate(said) if line.startswith("[....]")]
+    assert len(started) == 1 and said[started[0]].startswith("[....] 2 runs"), said
+    after = [line.split(" (")[0] for line in said[started[0] :] if line.startswith("[done]")]
+    redone = {line for line in after if not line.startswith("[done] study")}  # already done
+    assert redone == {"[done] evaluate part1-mnist", "[done] visualize part1-lines"}, said
+    assert (mnist / "errors-test" / "errors.json").is_file()
+    assert "agreement" in json.loads(scores_path.read_text())
+    assert model.stat().st_mtime_ns == before  # nothing trained again
 
 
 def test_mode_mismatch_is_refused(reproduction: Path, mnist_dir: Path) -> None:

@@ -158,6 +158,8 @@ def reproduce(
 
     def todo(preset: str) -> tuple[str, ...]:
         wanted = [s for s in PIPELINE_STEPS if s != "transfer" or datasets[preset] == "lines"]
+        for name in stale_steps(RunFolder(out / "runs" / preset), wanted):
+            steps.pop(f"{name} {preset}", None)  # recorded as done, but its output is not
         return tuple(s for s in wanted if f"{s} {preset}" not in steps)
 
     pending = [
@@ -200,6 +202,29 @@ def reproduce(
     report = _report(out, run_dirs, study_dirs, quick, steps, state.get("wall_seconds"))
     log(f"report written in {time.perf_counter() - start:.0f} s: {report}")
     return report
+
+
+def stale_steps(folder: RunFolder, steps: Sequence[str]) -> list[str]:
+    """The steps of a trained run whose output is missing or older than its model, or was made
+    by an older cnnlab (an evaluation without its error analysis, pictures without the
+    scoreboard, transfers without theirs): to be done again."""
+    if not folder.weights.is_file():
+        return []  # not trained yet: every step is to do anyway
+    current = {
+        "evaluate": folder.evaluated(),
+        "transfer": all(folder.errors("test", v).summary.is_file() for v in TRANSFER_VARIANTS),
+        "visualize": folder.pictures_current() and _scored(folder),
+    }
+    return [s for s in steps if not current.get(s, True)]
+
+
+def _scored(folder: RunFolder) -> bool:
+    """Whether the run's pictures hold the scoreboard (every run of a reproduction has one)."""
+    try:
+        pictures = folder.read_pictures()
+    except CnnlabError:
+        return False
+    return pictures is not None and pictures.scores is not None
 
 
 def _run_pipelines(

@@ -208,7 +208,13 @@ def read_run(run_dir: Path, label: str) -> RunRecord:
     folder = RunFolder(run_dir)
     folder.require(finished=True)
     if not folder.evaluated():
-        what = "older than its model" if folder.metrics().is_file() else "not evaluated"
+        what = (
+            "not evaluated"
+            if not folder.metrics().is_file()
+            else "evaluated without an error analysis (by an older cnnlab)"
+            if not folder.errors().summary.is_file()
+            else "older than its model"
+        )
         raise CnnlabError(
             f"{folder.path}: the run is {what}; evaluate it first with cnnlab evaluate "
             f"{folder.path} (cnnlab report does it for you)"

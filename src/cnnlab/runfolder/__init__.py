@@ -232,12 +232,13 @@ class RunFolder:
         return min(f.stat().st_mtime for f in files) >= self.weights.stat().st_mtime
 
     def pictures_current(self) -> bool:
-        """Whether the visualize folder holds readable pictures not older than the weights."""
+        """Whether the visualize folder holds readable pictures not older than the weights
+        (and scores, where there are any, of today's scoreboard)."""
         try:
             pictures = self.read_pictures()
         except CnnlabError:
             return False
-        return pictures is not None and not pictures.stale
+        return pictures is not None and not pictures.stale and not pictures.outdated
 
     def read_pictures(self) -> Pictures | None:
         """The visualize folder, checked (:func:`read_pictures`)."""

@@ -36,6 +36,12 @@ class Pictures:
     notes: tuple[str, ...] = ()
     stale: bool = False
 
+    @property
+    def outdated(self) -> bool:
+        """Scores from before the scoreboard (no faithfulness, no random reference, no
+        agreement): an older cnnlab's; made again where pictures are made."""
+        return self.scores is not None and "agreement" not in self.scores
+
     def png(self, recorded: Any) -> Path:
         """A picture named in the summary, found in this folder (the run may have moved)."""
         return self.folder / Path(str(recorded)).name
