@@ -73,9 +73,11 @@ class Split:
             else np.concatenate([self.sources, other.sources]),
         )
 
-    def source(self, index: int) -> str:
-        """How image ``index`` of this split is named: its file, or ``#<index>``."""
-        return str(self.sources[index]) if self.sources is not None else f"#{index}"
+    def source_names(self) -> np.ndarray:
+        """How each image of this split is named: its file, or ``#<index>`` in the split."""
+        if self.sources is not None:
+            return self.sources.astype(str)
+        return np.char.add("#", np.arange(len(self)).astype(str))
 
 
 def _numpy_index(index: torch.Tensor | slice) -> np.ndarray | slice:

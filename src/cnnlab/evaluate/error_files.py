@@ -47,7 +47,7 @@ def write_errors(
     the table only)."""
     files.folder.mkdir(parents=True, exist_ok=True)
     labels = part.labels.numpy()
-    sources = [part.source(i) for i in range(len(part))]
+    sources = part.source_names()
     layers = default_layers(run.model)
     layer = layers[-1] if layers else None
     record: dict[str, Any] = {
