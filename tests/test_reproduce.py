@@ -1,8 +1,10 @@
 """``cnnlab reproduce --quick`` on tiny slices: every step runs, the report holds every section,
-and a second call redoes nothing."""
+and a second call redoes nothing. The reproduction is made on a local Ray (``--executor ray``)
+when Ray is installed (CI installs it), and continued by the default executor."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -19,7 +21,13 @@ TINY = ("data.train_limit=192", "data.test_limit=96", "train.epochs=1")
 @pytest.fixture(scope="module")
 def reproduction(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("repro") / "reproduction"
-    reproduce(out, quick=True, mnist_dir=mnist_dir, overrides=TINY, log=lambda _: None)
+    executor = "ray" if importlib.util.find_spec("ray") else "local"
+    said: list[str] = []
+    reproduce(
+        out, quick=True, mnist_dir=mnist_dir, overrides=TINY, executor=executor, log=said.append
+    )
+    where = "Ray at a local Ray" if executor == "ray" else "2 worker processes"
+    assert any(line.startswith(f"[....] 6 runs on {where}") for line in said), said
     return out
 
 

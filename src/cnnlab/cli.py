@@ -521,13 +521,12 @@ or it is below 1.96 binomial standard errors of a difference of two accuracies o
 images of those seeds. Running the same command again skips finished runs and resumes
 interrupted ones; a run folder whose config differs from what the study asks is refused.
 
-Workers: --jobs N starts N worker processes here, each with max(1, cores // N) threads. Any
-number of workers on other machines can join through a shared folder (NFS ...):
-    cnnlab study STUDY --out DIR --worker [--jobs N]
-They train and leave when no run is left; the command without --worker trains too and writes
-the summary when every run is done. Workers claim runs with claim folders in DIR/claims
-(renamed into place, so no run is trained twice); a claim whose worker died (a dead local
-process, or no heartbeat for --stale-after seconds) is taken over and its run resumed.""",
+Where the runs train: --jobs N starts N worker processes here, each with max(1, cores // N)
+threads (1: this process). --executor ray runs each run as a Ray task asking --threads CPUs
+(1) and, where the cluster has GPUs, one GPU: on a local Ray started for the job, or on the
+cluster at --address (auto: the one `ray start` began on this machine). Every Ray node must see
+DIR and the data at the same path (a shared file system). A worker killed mid-run has its run
+started again, resuming from its checkpoint; Ctrl-C stops every run with a checkpoint.""",
     )
     study.add_argument("study", metavar="STUDY", help="study YAML file or study preset name")
     study.add_argument(
@@ -548,30 +547,44 @@ process, or no heartbeat for --stale-after seconds) is taken over and its run re
         metavar="KEY=VALUE",
         help="override a config key of every run, e.g. data.mnist_dir=DIR",
     )
-    study.add_argument(
-        "--worker",
-        action="store_true",
-        help="only train runs of DIR (join a running study; with --jobs N, N processes)",
-    )
-    study.add_argument(
-        "--threads", type=int, metavar="N", help="torch threads per worker (cores // jobs)"
-    )
-    study.add_argument(
-        "--stale-after",
-        type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="take over a claim with no heartbeat for this long (600; at least 60)",
-    )
+    _add_executor_options(study)
     study.add_argument("--quiet", action="store_true", help="print only errors")
+    study.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # retired
     study.set_defaults(handler=_study)
+
+
+def _add_executor_options(parser: argparse.ArgumentParser) -> None:
+    from cnnlab.execution import EXECUTORS
+
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: worker processes here (default); ray: a Ray cluster (pip install "
+        "'cnnlab[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster (host:port, or auto); a local Ray without it",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads per run (local: cores // jobs; ray: the CPUs each run asks, 1)",
+    )
 
 
 def _study(args: argparse.Namespace) -> int:
     from cnnlab.study import run_study
 
     if args.worker:
-        _interrupt_once()
+        raise CnnlabError(
+            "--worker was retired with the claim files: to spread a study over machines, start "
+            "a Ray cluster on them (ray start --head; ray start --address HEAD:6379) and run "
+            "cnnlab study STUDY --executor ray --address HEAD:6379 (see the README)"
+        )
     run_study(
         args.study,
         out=args.out,
@@ -579,25 +592,12 @@ def _study(args: argparse.Namespace) -> int:
         quick=args.quick,
         seeds=args.seeds,
         overrides=args.overrides,
-        worker=args.worker,
         threads=args.threads,
-        stale_after=args.stale_after,
+        executor=args.executor,
+        address=args.address,
         quiet=args.quiet,
     )
     return 0
-
-
-def _interrupt_once() -> None:
-    """SIGTERM acts as Ctrl-C (a checkpoint is saved); later signals cannot cut the save."""
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _add_reproduce_command(commands: argparse._SubParsersAction) -> None:
@@ -633,6 +633,7 @@ def _add_reproduce_command(commands: argparse._SubParsersAction) -> None:
         help="runs trained at once, each in a process with cores/N threads (2; the six "
         "models train one at a time on a GPU)",
     )
+    _add_executor_options(reproduce)
     reproduce.add_argument("--no-studies", action="store_true", help="skip the variation studies")
     reproduce.add_argument(
         "--set",
@@ -648,8 +649,6 @@ def _add_reproduce_command(commands: argparse._SubParsersAction) -> None:
 def _reproduce(args: argparse.Namespace) -> int:
     from cnnlab.reproduce import reproduce
 
-    if args.jobs < 1:
-        raise CnnlabError(f"--jobs must be at least 1, got {args.jobs}")
     report = reproduce(
         args.out,
         quick=args.quick,
@@ -658,6 +657,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         studies=not args.no_studies,
         jobs=args.jobs,
+        threads=args.threads,
+        executor=args.executor,
+        address=args.address,
     )
     print(f"open {report}")
     return 0

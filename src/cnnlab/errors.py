@@ -10,4 +10,12 @@ class CnnlabError(Exception):
 
 
 class Interrupted(CnnlabError):
-    """A long job stopped by Ctrl-C or SIGTERM, after saving what lets it continue."""
+    """A long job stopped by Ctrl-C or SIGTERM, after saving what lets it continue.
+
+    ``what`` says what happened; the message adds ``hint``, how to continue. ``partial``: what
+    the job had done when it stopped, for its caller to keep."""
+
+    def __init__(self, what: str, hint: str = "", partial: object = None) -> None:
+        super().__init__(f"{what} {hint}".strip())
+        self.what = what
+        self.partial = partial

@@ -9,7 +9,8 @@ Steps, each skipped when already done in ``out`` (so a killed reproduction conti
    an interrupted training is resumed exactly, not restarted.
 3. ``evaluate`` and ``visualize`` each run (activations, filters, Grad-CAM; on Lines the
    heatmaps are scored against the line masks); ``transfer`` evaluates each Lines run on the
-   other renderings. Steps 2-3 run ``jobs`` runs at a time, each in a worker process of its own.
+   other renderings. Steps 2-3 of a run are one task of the executor (:mod:`cnnlab.execution`):
+   ``jobs`` runs at a time in worker processes of this machine, or on a Ray cluster.
 4. ``study <name>``: the variation studies (:data:`STUDIES`) into ``out/studies/<name>``.
 5. ``report``: ``out/report.html`` (front page: cnnlab beside the study's table) and
    ``out/summary.md``; always rebuilt.
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
+from cnnlab.execution import Executor, Outcome, Task, make_executor
 from cnnlab.fileio import write_json
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.run import resolve_device
@@ -104,6 +106,8 @@ class Pipeline:
     todo: tuple[str, ...]
     transfers: tuple[tuple[str, str], ...] = ()
     """(name, dataset folder) of each other rendering to evaluate on."""
+    quiet: bool = True
+    """No training progress bars (they would mix when several runs train at once)."""
 
 
 def reproduce(
@@ -115,20 +119,39 @@ def reproduce(
     overrides: Sequence[str] = (),
     studies: bool = True,
     jobs: int = 2,
+    threads: int | None = None,
+    executor: Executor | str = "local",
+    address: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run (or continue) the whole study into ``out``; returns the report's path.
 
     ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every training, after the
     quick-mode ones: e.g. tiny slices for a test. ``studies=False`` skips the variation studies.
-    ``jobs`` is how many runs train at once, each in a process of its own with cores // jobs
-    threads (the README gives the gain measured on a small CPU); the six models are taken
-    longest first, then the studies' runs. On a GPU the six models train one after the
-    other. The thread count changes float rounding, so an
-    interrupted reproduction continues bit-identically when run again with the same ``jobs``.
+    ``executor``: ``local`` runs ``jobs`` runs at once, each in a process of its own with
+    ``threads`` (cores // jobs) threads (the README gives the gain measured on a small CPU; on
+    a GPU one run at a time); ``ray`` runs each on the Ray cluster at ``address`` (a local Ray
+    without one), asking ``threads`` (1) CPUs and a GPU where there are GPUs; an
+    :class:`~cnnlab.execution.Executor` is used as given and left open. The six models are
+    taken longest first, then the studies' runs. The thread count changes float rounding, so
+    an interrupted reproduction continues bit-identically when run again with as many threads
+    per run.
     """
-    if jobs < 1:
-        raise CnnlabError(f"--jobs must be at least 1, got {jobs}")
+    if not isinstance(executor, Executor):
+        on_gpu = resolve_device(device or "auto").type == "cuda"
+        local_jobs = 1 if on_gpu and executor == "local" else jobs
+        chosen = make_executor(str(executor), jobs=local_jobs, threads=threads, address=address)
+        with chosen:
+            return reproduce(
+                out,
+                quick=quick,
+                mnist_dir=mnist_dir,
+                device=device,
+                overrides=overrides,
+                studies=studies,
+                executor=chosen,
+                log=log,
+            )
     out = Path(out)
     state = _load_state(out, quick, list(overrides), mnist_dir)
     steps: dict[str, float] = state["steps"]
@@ -171,6 +194,7 @@ def reproduce(
             quick,
             todo(preset),
             transfers if datasets[preset] == "lines" else (),
+            quiet=not executor.here,
         )
         for preset in LONGEST_FIRST
     ]
@@ -186,8 +210,7 @@ def reproduce(
             log(f"[done] {name} {pipeline.preset} ({value:.0f} s)")
         save()
 
-    model_jobs = 1 if resolve_device(device or "auto").type == "cuda" else jobs
-    _run_pipelines(pending, model_jobs, finished, log)
+    _run_pipelines(pending, executor, out, finished, log)
     study_dirs = []
     if studies:
         for name in STUDIES:
@@ -196,7 +219,7 @@ def reproduce(
             extra = _data_overrides(study_dataset(name), lines_file, mnist_dir) + list(overrides)
             step(
                 f"study {name}",
-                lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, jobs),
+                lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, executor),
             )
     start = time.perf_counter()
     report = _report(out, run_dirs, study_dirs, quick, steps, state.get("wall_seconds"))
@@ -229,73 +252,55 @@ def _scored(folder: RunFolder) -> bool:
 
 def _run_pipelines(
     pipelines: list[Pipeline],
-    jobs: int,
+    executor: Executor,
+    out: Path,
     finished: Callable[[Pipeline, dict[str, float]], None],
     log: Callable[[str], None],
 ) -> None:
-    """Train, evaluate and visualise each run: here (``jobs == 1``) or in worker processes."""
-    if jobs == 1 or len(pipelines) <= 1:
-        for pipeline in pipelines:
-            log(f"[....] {pipeline.preset}: {', '.join(pipeline.todo)}")
-            finished(pipeline, _pipeline(pipeline, quiet=False))
+    """Train, evaluate and visualise each run, one executor task per run."""
+    if not pipelines:
         return
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    log(f"[....] {len(pipelines)} runs on {executor.describe()}")
+    by_name = {p.preset: p for p in pipelines}
+    failures: list[str] = []
 
-    from cnnlab.study.runner import cores
+    def report(outcome: Outcome) -> None:
+        pipeline = by_name[outcome.task.name]
+        if outcome.value:  # done, or stopped between steps: the steps it did count
+            finished(pipeline, outcome.value)
+        if outcome.status == "failed":
+            failures.append(f"{pipeline.preset}: {outcome.error}")
+            log(f"[FAIL] {pipeline.preset}: {outcome.error}")
 
-    threads = max(1, cores() // jobs)
-    log(f"[....] {len(pipelines)} runs, {jobs} at a time ({threads} thread(s) each)")
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded torch
-    stop = context.Event()  # set when this process gives up: queued runs then do nothing
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_start_worker, initargs=(threads, stop)
-    ) as pool:
-        futures = {pool.submit(_pipeline, p, quiet=True): p for p in pipelines}
-        try:
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(futures.pop(future), future.result())
-        except BaseException:
-            stop.set()
-            log(
-                "stopping: the runs in progress finish their current step (a training stopped "
-                "by Ctrl-C saves a checkpoint); run the same command again to continue"
-            )
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    tasks = [Task(p.preset, run_pipeline, (p,)) for p in pipelines]
+    executor.run(tasks, report, home=out, log=log)
+    if failures:
+        raise CnnlabError(
+            f"{len(failures)} run(s) failed ({'; '.join(failures)}); run the same command again "
+            "to retry"
+        )
 
 
-_STOP: Any = None
-"""In a worker process: the event that tells it to start nothing more."""
-
-
-def _start_worker(threads: int, stop: Any) -> None:
-    import torch
-
-    global _STOP
-    _STOP = stop
-    torch.set_num_threads(threads)
-
-
-def _pipeline(pipeline: Pipeline, quiet: bool) -> dict[str, float]:
-    """Run a pipeline's steps that are left; returns the seconds each took."""
+def run_pipeline(pipeline: Pipeline) -> dict[str, float]:
+    """Run a pipeline's steps that are left (in a worker); returns the seconds each took.
+    Stopped (Ctrl-C), it raises :class:`Interrupted` with the seconds of the steps it did."""
     run_dir = Path(pipeline.run_dir)
     actions = {
         "train": lambda: _train(
-            pipeline.preset, run_dir, pipeline.overrides, pipeline.device, quiet
+            pipeline.preset, run_dir, pipeline.overrides, pipeline.device, pipeline.quiet
         ),
         "evaluate": lambda: _evaluate(run_dir),
         "transfer": lambda: _transfer(run_dir, pipeline.transfers),
         "visualize": lambda: _visualize(run_dir, pipeline.quick),
     }
-    seconds = {}
+    seconds: dict[str, float] = {}
     for name in pipeline.todo:
-        if _STOP is not None and _STOP.is_set():
-            break
         start = time.perf_counter()
-        actions[name]()
+        try:
+            actions[name]()
+        except (Interrupted, KeyboardInterrupt) as exc:
+            what = exc.what if isinstance(exc, Interrupted) else "interrupted"
+            raise Interrupted(f"{name}: {what}", partial=seconds) from None
         seconds[name] = round(time.perf_counter() - start, 1)
     return seconds
 
@@ -405,10 +410,12 @@ def _visualize(run_dir: Path, quick: bool) -> None:
     )
 
 
-def _study(name: str, study_dir: Path, quick: bool, overrides: list[str], jobs: int) -> None:
+def _study(
+    name: str, study_dir: Path, quick: bool, overrides: list[str], executor: Executor
+) -> None:
     from cnnlab.study import run_study
 
-    run_study(name, out=study_dir, quick=quick, overrides=overrides, jobs=jobs)
+    run_study(name, out=study_dir, quick=quick, overrides=overrides, executor=executor)
 
 
 def _report(

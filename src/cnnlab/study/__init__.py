@@ -1,9 +1,9 @@
 """Variation studies: one base config, variants of it, several seeds, compared paired by seed.
 
 ``run_study`` / ``cnnlab study`` trains every variant x seed as an ordinary run folder
-(``DIR/runs/<variant>-seed<k>``), with any number of worker processes on any machines sharing
-DIR (claim files, :mod:`cnnlab.study.claims`), resumes what was interrupted, and writes
-``results.csv``, ``summary.csv``, ``summary.json`` and ``report.html``.
+(``DIR/runs/<variant>-seed<k>``) through an executor (worker processes here, or a Ray cluster:
+:mod:`cnnlab.execution`), resumes what was interrupted, and writes ``results.csv``,
+``summary.csv``, ``summary.json`` and ``report.html``.
 """
 
 from typing import Any

@@ -15,15 +15,15 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_open, write_json
 from cnnlab.runfolder import RunFolder
 from cnnlab.study import stats
+from cnnlab.study.runs import run_dir
 from cnnlab.study.spec import Study
-from cnnlab.study.worker import run_dir
 
 RESULTS_FILE = "results.csv"
 SUMMARY_TABLE = "summary.csv"
 SUMMARY_FILE = "summary.json"
 PLAN_FILE = "study.json"
 REPORT_FILE = "report.html"
-"""The files of a study folder (besides ``runs/``, ``claims/`` and ``logs/``)."""
+"""The files of a study folder (besides ``runs/`` and ``failures/``)."""
 
 RESULT_COLUMNS = (
     "run",

@@ -134,7 +134,7 @@ def load_study(
     ``extra`` (``key=value``, as ``--set``) is applied after ``set`` and ``quick.set``."""
     text, origin, path = read_source(source, PRESETS, "study", preset="study preset")
     where = None if path is None else path.resolve().parent  # base: is relative to the file
-    resolved = str(source) if path is None else str(path.resolve())  # a worker re-reads this
+    resolved = str(source) if path is None else str(path.resolve())  # as plan.json records it
     raw = load_yaml_mapping(text, origin, "study keys")
     check_known(raw, (*STUDY_KEYS, *VARIANT_KEYS), origin, "")
     name = raw.get("name", Path(str(source)).stem)

@@ -176,18 +176,20 @@ class Engine:
                         self._checkpoint("last", position)
                         raise Interrupted(
                             f"interrupted in epoch {position.epoch + 1} after {position.batch} "
-                            f"batches; checkpoint saved. {self._resume_hint()}"
+                            "batches; checkpoint saved.",
+                            self._resume_hint(),
                         )
                     self._end_epoch(position, on_epoch)
                     if self._stopping(stop) and position.epoch < self.t.epochs:
                         raise Interrupted(
-                            f"interrupted after epoch {position.epoch}; checkpoint saved. "
-                            f"{self._resume_hint()}"
+                            f"interrupted after epoch {position.epoch}; checkpoint saved.",
+                            self._resume_hint(),
                         )
             except KeyboardInterrupt:
                 raise Interrupted(
                     "stopped at once (a second interrupt); nothing saved since the last "
-                    f"checkpoint. {self._resume_hint()}"
+                    "checkpoint.",
+                    self._resume_hint(),
                 ) from None
         return position
 
