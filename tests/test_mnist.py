@@ -298,7 +298,7 @@ def assert_download_fails(cache: Path, mirrors: list[str], *needles: str) -> Non
         download_mnist(cache, mirrors=mirrors, timeout=5)
     message = str(err.value)
     assert message.startswith(f"could not download {TRAIN_IMAGES}: tried ") and "\n" not in message
-    for needle in [*mirrors, *needles]:
+    for needle in [*mirrors, *needles, "--mnist-dir DIR", "CNNLAB_MNIST_DIR=DIR"]:
         assert needle in message
     assert os.listdir(cache) == []
 

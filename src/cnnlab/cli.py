@@ -600,6 +600,30 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_status_command(commands: argparse._SubParsersAction) -> None:
+    status = commands.add_parser(
+        "status",
+        help="where a reproduction, study or run folder stands (from any shell)",
+        description="Read DIR (a reproduction, a study or a run folder) and print its runs "
+        "done / training / left, about how much training is left, and one line per run in "
+        "training, interrupted or failed (run, epoch, accuracy so far). Reads files only: safe "
+        "while the job runs.",
+    )
+    status.add_argument("folder", type=Path, metavar="DIR")
+    status.add_argument("--all", action="store_true", help="one line for every run")
+    status.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from cnnlab.jobstatus import job_status
+    from cnnlab.runfolder import STATES
+
+    status = job_status(args.folder)
+    shown = ("waiting", "failed", *STATES) if args.all else ("training", "interrupted", "failed")
+    print("\n".join(status.lines(shown)))
+    return 0
+
+
 def _add_reproduce_command(commands: argparse._SubParsersAction) -> None:
     reproduce = commands.add_parser(
         "reproduce",
@@ -683,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_visualize_command(commands)
     _add_study_command(commands)
     _add_reproduce_command(commands)
+    _add_status_command(commands)
     return parser
 
 

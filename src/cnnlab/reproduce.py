@@ -25,15 +25,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.execution import Executor, Outcome, Task, make_executor
 from cnnlab.fileio import write_json
+from cnnlab.jobstatus import LiveStatus
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.run import resolve_device
+
+if TYPE_CHECKING:
+    from cnnlab.jobstatus import Planned
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def reproduce(
     executor: Executor | str = "local",
     address: str | None = None,
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> Path:
     """Run (or continue) the whole study into ``out``; returns the report's path.
 
@@ -135,7 +140,8 @@ def reproduce(
     :class:`~cnnlab.execution.Executor` is used as given and left open. The six models are
     taken longest first, then the studies' runs. The thread count changes float rounding, so
     an interrupted reproduction continues bit-identically when run again with as many threads
-    per run.
+    per run. ``progress``: the live status of the trainings beside the lines given to ``log``
+    (:class:`~cnnlab.jobstatus.LiveStatus`).
     """
     if not isinstance(executor, Executor):
         on_gpu = resolve_device(device or "auto").type == "cuda"
@@ -151,10 +157,12 @@ def reproduce(
                 studies=studies,
                 executor=chosen,
                 log=log,
+                progress=progress,
             )
     out = Path(out)
     state = _load_state(out, quick, list(overrides), mnist_dir)
     steps: dict[str, float] = state["steps"]
+    state["studies"] = studies  # for ``cnnlab status``: the runs this reproduction plans
     started, earlier = time.perf_counter(), float(state.get("wall_seconds", 0.0))
 
     def save() -> None:
@@ -174,57 +182,105 @@ def reproduce(
 
     lines_file = out / "data" / "lines" / "lines.npz"
     step("data", lambda: _prepare_data(out / "data", mnist_dir, quick))
-    run_dirs = [out / "runs" / preset for preset in RUNS]
-    transfers = tuple((v, str(out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
+    with LiveStatus(out, log, enabled=progress) as live:
+        log = live.say  # from here on every line goes above the live status (closures too)
+        run_dirs = [out / "runs" / preset for preset in RUNS]
+        transfers = tuple((v, str(out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
 
-    datasets = {preset: preset_dataset(preset) for preset in RUNS}
+        datasets = {preset: preset_dataset(preset) for preset in RUNS}
 
-    def todo(preset: str) -> tuple[str, ...]:
-        wanted = [s for s in PIPELINE_STEPS if s != "transfer" or datasets[preset] == "lines"]
-        for name in stale_steps(RunFolder(out / "runs" / preset), wanted):
-            steps.pop(f"{name} {preset}", None)  # recorded as done, but its output is not
-        return tuple(s for s in wanted if f"{s} {preset}" not in steps)
+        def todo(preset: str) -> tuple[str, ...]:
+            wanted = [s for s in PIPELINE_STEPS if s != "transfer" or datasets[preset] == "lines"]
+            for name in stale_steps(RunFolder(out / "runs" / preset), wanted):
+                steps.pop(f"{name} {preset}", None)  # recorded as done, but its output is not
+            return tuple(s for s in wanted if f"{s} {preset}" not in steps)
 
-    pending = [
-        Pipeline(
-            preset,
-            str(out / "runs" / preset),
-            _run_overrides(datasets[preset], quick, overrides, lines_file, mnist_dir),
-            device,
-            quick,
-            todo(preset),
-            transfers if datasets[preset] == "lines" else (),
-            quiet=not executor.here,
-        )
-        for preset in LONGEST_FIRST
-    ]
-    for pipeline in pending:
-        for name in (f"{s} {pipeline.preset}" for s in PIPELINE_STEPS):
-            if name in steps:
-                log(f"[done] {name} ({steps[name]:.0f} s)")
-    pending = [p for p in pending if p.todo]
-
-    def finished(pipeline: Pipeline, seconds: dict[str, float]) -> None:
-        for name, value in seconds.items():
-            steps[f"{name} {pipeline.preset}"] = value
-            log(f"[done] {name} {pipeline.preset} ({value:.0f} s)")
-        save()
-
-    _run_pipelines(pending, executor, out, finished, log)
-    study_dirs = []
-    if studies:
-        for name in STUDIES:
-            study_dir = out / "studies" / name
-            study_dirs.append(study_dir)
-            extra = _data_overrides(study_dataset(name), lines_file, mnist_dir) + list(overrides)
-            step(
-                f"study {name}",
-                lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, executor),
+        pending = [
+            Pipeline(
+                preset,
+                str(out / "runs" / preset),
+                _run_overrides(datasets[preset], quick, overrides, lines_file, mnist_dir),
+                device,
+                quick,
+                todo(preset),
+                transfers if datasets[preset] == "lines" else (),
+                quiet=progress or not executor.here,  # no bars beside the live status
             )
+            for preset in LONGEST_FIRST
+        ]
+        for pipeline in pending:
+            for name in (f"{s} {pipeline.preset}" for s in PIPELINE_STEPS):
+                if name in steps:
+                    log(f"[done] {name} ({steps[name]:.0f} s)")
+        pending = [p for p in pending if p.todo]
+
+        def finished(pipeline: Pipeline, seconds: dict[str, float]) -> None:
+            for name, value in seconds.items():
+                steps[f"{name} {pipeline.preset}"] = value
+                log(f"[done] {name} {pipeline.preset} ({value:.0f} s)")
+            save()
+
+        _run_pipelines(pending, executor, out, finished, log)
+        study_dirs = []
+        if studies:
+            for name in STUDIES:
+                study_dir = out / "studies" / name
+                study_dirs.append(study_dir)
+                extra = _data_overrides(study_dataset(name), lines_file, mnist_dir) + list(
+                    overrides
+                )
+                step(
+                    f"study {name}",
+                    lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, executor, log),
+                )
     start = time.perf_counter()
     report = _report(out, run_dirs, study_dirs, quick, steps, state.get("wall_seconds"))
     log(f"report written in {time.perf_counter() - start:.0f} s: {report}")
     return report
+
+
+def planned_runs(out: Path) -> list[Planned]:
+    """Every training the reproduction in ``out`` plans, for its status: the six models, then
+    the studies' runs (named ``<study>/<run>``)."""
+    from cnnlab.jobstatus import Planned
+    from cnnlab.study import load_study
+    from cnnlab.study.results import PLAN_FILE
+    from cnnlab.study.runner import planned_runs as study_runs
+    from cnnlab.training import load_config
+
+    try:
+        state = json.loads((out / STATE_FILE).read_text())
+        quick, overrides = state["mode"] == "quick", list(state["overrides"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CnnlabError(
+            f"{out / STATE_FILE}: not a readable reproduction state ({exc})"
+        ) from None
+    runs = []
+    for preset in RUNS:
+        folder = out / "runs" / preset
+        epochs = images = None  # read from the run's folder once it exists
+        if not RunFolder(folder).config.is_file():
+            quick_set = list(QUICK[preset_dataset(preset)]) if quick else []
+            config = load_config(preset, quick_set + overrides)
+            epochs, images = config.train.epochs, config.data.train_limit
+        runs.append(Planned(preset, folder, epochs, images))
+    for name in STUDIES if state.get("studies", True) else ():
+        folder = out / "studies" / name
+        if (folder / PLAN_FILE).is_file():
+            planned = study_runs(folder)
+        else:
+            spec = load_study(name, quick=quick, extra=tuple(overrides))
+            planned = [
+                Planned(
+                    r.name,
+                    folder / "runs" / r.name,
+                    r.config.train.epochs,
+                    r.config.data.train_limit,
+                )
+                for r in spec.runs
+            ]
+        runs += [replace(p, name=f"{name}/{p.name}") for p in planned]
+    return runs
 
 
 def stale_steps(folder: RunFolder, steps: Sequence[str]) -> list[str]:
@@ -411,11 +467,24 @@ def _visualize(run_dir: Path, quick: bool) -> None:
 
 
 def _study(
-    name: str, study_dir: Path, quick: bool, overrides: list[str], executor: Executor
+    name: str,
+    study_dir: Path,
+    quick: bool,
+    overrides: list[str],
+    executor: Executor,
+    log: Callable[[str], None],
 ) -> None:
     from cnnlab.study import run_study
 
-    run_study(name, out=study_dir, quick=quick, overrides=overrides, executor=executor)
+    run_study(
+        name,
+        out=study_dir,
+        quick=quick,
+        overrides=overrides,
+        executor=executor,
+        log=log,
+        progress=False,  # the reproduction shows its own
+    )
 
 
 def _report(

@@ -201,7 +201,11 @@ def _fetch_from_mirrors(
             failures.append(f"{base} ({exc})")
         else:
             return url
-    raise CnnlabError(f"could not download {spec.name}: tried {'; '.join(failures)}")
+    raise CnnlabError(
+        f"could not download {spec.name}: tried {'; '.join(failures)}. Without a network, "
+        "point cnnlab at a folder of the four MNIST IDX files: cnnlab reproduce --mnist-dir DIR, "
+        "cnnlab data mnist --dir DIR, --set data.mnist_dir=DIR, or CNNLAB_MNIST_DIR=DIR"
+    )
 
 
 def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:

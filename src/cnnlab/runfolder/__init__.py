@@ -198,17 +198,22 @@ class RunFolder:
 
     # -- state ------------------------------------------------------------------------------
 
-    def status(self) -> str | None:
-        """``run.json``'s status (``running``, ``interrupted``, ``diverged``, ``finished``);
-        None without a readable ``run.json``. A run recorded as running that no process
-        holds (:meth:`locked`) was killed: ``interrupted``."""
+    def recorded_status(self) -> str | None:
+        """``run.json``'s status as written (``running``, ``interrupted``, ``diverged``,
+        ``finished``), None without a readable ``run.json``; reading it takes no lock."""
         try:
             status = json.loads(self.info.read_text()).get("status")
         except (OSError, ValueError, AttributeError):
             return None
+        return status if isinstance(status, str) else None
+
+    def status(self) -> str | None:
+        """:meth:`recorded_status`, where a run recorded as running that no process holds
+        (:meth:`locked`, which tries the lock) was killed: ``interrupted``."""
+        status = self.recorded_status()
         if status == "running" and not self.locked():
             return "interrupted"
-        return status if isinstance(status, str) else None
+        return status
 
     def state(self) -> str:
         """One of :data:`STATES`: ``absent`` (no run), ``started`` (no checkpoint yet: start
@@ -216,7 +221,7 @@ class RunFolder:
         metrics missing or older than them), ``done`` or ``diverged``."""
         if not self.config.is_file():
             return "absent"
-        status = self.status()
+        status = self.recorded_status()  # running or interrupted: the same state; no lock tried
         if status == "diverged":
             return "diverged"
         if status == "finished" and self.weights.is_file():

@@ -16,11 +16,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.execution import Executor, Outcome, Task, make_executor
 from cnnlab.fileio import write_json
+from cnnlab.jobstatus import LiveStatus
 from cnnlab.study.results import (
     PLAN_FILE,
     REPORT_FILE,
@@ -43,6 +44,9 @@ from cnnlab.study.runs import (
 )
 from cnnlab.study.spec import PlannedRun, Study, load_study
 
+if TYPE_CHECKING:
+    from cnnlab.jobstatus import Planned
+
 
 def run_study(
     study: str | Path,
@@ -56,6 +60,8 @@ def run_study(
     executor: Executor | str = "local",
     address: str | None = None,
     quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or continue) the study ``study`` (a YAML file or study preset) in ``out``; returns
     the summary (the content of ``summary.json``).
@@ -64,7 +70,8 @@ def run_study(
     ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every run of the study.
     ``executor``: ``local`` (``jobs`` processes of ``threads`` threads), ``ray`` (the cluster at
     ``address``, each run asking ``threads`` CPUs) or an :class:`~cnnlab.execution.Executor`
-    (kept open: the caller closes it).
+    (kept open: the caller closes it). Lines go to ``log`` (print; nothing with ``quiet``),
+    with the live status of the trainings (``progress``, :class:`~cnnlab.jobstatus.LiveStatus`).
     """
     owned = not isinstance(executor, Executor)
     if owned:
@@ -78,7 +85,7 @@ def run_study(
     )
     folder = Path(out) if out is not None else default_out(spec)
     check_folders(spec, folder)
-    say = _printer(quiet)
+    say = log or _printer(quiet)
     if threads is not None and executor.name == "local":
         import torch
 
@@ -91,7 +98,8 @@ def run_study(
         f"{len(spec.runs)} runs in {folder}" + (f", {done} already done" if done else "")
     )
     try:
-        _train(spec, folder, executor, say)
+        with LiveStatus(folder, say, enabled=progress and not quiet) as live:
+            _train(spec, folder, executor, live.say)
     finally:
         if owned:
             executor.close()
@@ -103,6 +111,27 @@ def run_study(
     if problems:
         raise CnnlabError("; ".join(problems))
     return summary
+
+
+def planned_runs(folder: Path) -> list[Planned]:
+    """The runs the study in ``folder`` plans (from its ``study.json``), for its status."""
+    from cnnlab.jobstatus import Planned
+
+    try:
+        plan = json.loads((folder / PLAN_FILE).read_text())
+        runs = plan["runs"]
+        return [
+            Planned(
+                name,
+                folder / "runs" / name,
+                config.get("train", {}).get("epochs"),
+                config.get("data", {}).get("train_limit"),
+                failed=failed_path(folder, name).is_file(),
+            )
+            for name, config in runs.items()
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CnnlabError(f"{folder / PLAN_FILE}: not a readable study plan ({exc})") from None
 
 
 def default_out(spec: Study) -> Path:
@@ -175,7 +204,7 @@ def _prepare(spec: Study, folder: Path, analysis: dict[str, dict[str, Any]]) -> 
         },
     )
     for run in spec.runs:  # failed runs are tried again
-        failed_path(folder, run).unlink(missing_ok=True)
+        failed_path(folder, run.name).unlink(missing_ok=True)
 
 
 def _train(spec: Study, folder: Path, executor: Executor, say: Callable[[str], None]) -> None:
@@ -217,7 +246,7 @@ def _unfinished(spec: Study, folder: Path, say: Callable[[str], None]) -> list[s
             f"diverged (left out of the statistics; remove its folder to retry): {len(diverged)} "
             f"run(s), {', '.join(diverged)}"
         )
-    failed = [r.name for r in spec.runs if failed_path(folder, r).exists()]
+    failed = [r.name for r in spec.runs if failed_path(folder, r.name).exists()]
     if failed:
         return [
             f"{len(failed)} run(s) failed ({', '.join(failed)}); the errors are in "

@@ -54,9 +54,10 @@ def check_folders(study: Study, out: Path) -> None:
         check_config(run_dir(out, run), run.config)
 
 
-def failed_path(out: Path, run: PlannedRun) -> Path:
-    """Where the driver records why ``run`` failed (removed when the study starts again)."""
-    return out / FAILURES / f"{run.name}.json"
+def failed_path(out: Path, name: str) -> Path:
+    """Where the driver records why the run ``name`` failed (removed when the study starts
+    again)."""
+    return out / FAILURES / f"{name}.json"
 
 
 def train_run(run: PlannedRun, folder: str) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def train_run(run: PlannedRun, folder: str) -> dict[str, Any]:
 def record_failure(out: Path, run: PlannedRun, error: str, trace: str) -> None:
     """Write ``failures/<run>.json``: the error, where and when."""
     write_json(
-        failed_path(out, run),
+        failed_path(out, run.name),
         {
             "run": run.name,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -253,6 +253,10 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
         if dist.is_main:
             folder.set_status("diverged")
         raise
+    except BaseException:  # a bug, out of memory, ...: the last checkpoint resumes it
+        if dist.is_main:
+            folder.set_status("interrupted")
+        raise
     if dist.is_main:
         save_weights(folder.weights, engine.model)
         folder.write_history(position.history, HISTORY_COLUMNS)
