@@ -47,12 +47,16 @@ def test_a_study_spreads_over_two_nodes_and_survives_a_killed_worker(
     path, out = write_slow_study(tmp_path, mnist_dir), tmp_path / "out"
     killer = Killer(out / "runs")
     killer.start()
+    said: list[str] = []
     try:
-        summary = run_study(path, out=out, executor="ray", address=cluster, quiet=True)
+        summary = run_study(
+            path, out=out, executor="ray", address=cluster, log=said.append, progress=False
+        )
     finally:
         killer.done.set()
     assert killer.killed is not None, "the watcher never caught a run training"
-    assert killer.most_at_once == 2  # each run asks the one CPU of a node: both nodes worked
+    nodes = {line.rsplit("Ray node ", 1)[1].rstrip(")") for line in said if "] trained " in line}
+    assert len(nodes) == 2, said  # both nodes trained runs
     assert summary["runs_done"] == 4
     check_each_run_trained_once(out / "runs", RUNS)
     alone = train_alone(out / "runs" / killer.killed, tmp_path / "alone")

@@ -600,6 +600,59 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_lr_find_command(commands: argparse._SubParsersAction) -> None:
+    finder = commands.add_parser(
+        "lr-find",
+        help="the learning-rate range test: loss against an exponentially growing rate",
+        description="Train CONFIG's model for up to --steps batches while the learning rate "
+        "grows exponentially from --min to --max (the config's optimiser, loss and batch; its "
+        "schedule replaced by the ramp), stopping once the smoothed loss passes 4x its best. "
+        "Draws loss against rate with a suggestion marked: the rate where the smoothed loss "
+        "falls fastest. The suggestion is a heuristic to read off the curve (its reliability "
+        "is disputed); seeded by the config; writes the plot (and --json) only, no run folder.",
+    )
+    finder.add_argument("config", metavar="CONFIG", help="YAML file or preset name")
+    finder.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    finder.add_argument("--steps", type=int, default=200, help="batches at most (200)")
+    finder.add_argument("--min", type=float, default=1e-7, dest="lr_min", help="first rate")
+    finder.add_argument("--max", type=float, default=10.0, dest="lr_max", help="last rate")
+    finder.add_argument(
+        "--plot", type=Path, metavar="PNG", help="where to draw it (lr-find-<name>.png)"
+    )
+    finder.add_argument("--json", type=Path, metavar="FILE", help="also write the curve here")
+    finder.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    finder.set_defaults(handler=_lr_find)
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    from cnnlab.fileio import write_json
+    from cnnlab.training import load_config
+    from cnnlab.training.lr_finder import lr_find, plot_range_test
+
+    config = load_config(args.config, args.overrides)
+    result = lr_find(
+        config, steps=args.steps, lr_min=args.lr_min, lr_max=args.lr_max, device=args.device
+    )
+    plot = args.plot or Path(f"lr-find-{config.name}.png")
+    plot_range_test(result, plot, f"learning-rate range test: {config.name}")
+    if args.json is not None:
+        write_json(args.json, result.to_dict())
+    end = "stopped early: the loss passed 4x its best" if result.stopped_early else "all steps"
+    print(
+        f"{config.name}: {len(result.lrs)} steps, rate {result.lrs[0]:.2g} to "
+        f"{result.lrs[-1]:.2g} ({end}); lowest smoothed loss {min(result.smoothed):.4f}"
+    )
+    if result.suggestion is None:
+        print("no suggestion: too few steps; read the curve")
+    else:
+        print(
+            f"suggestion: {result.suggestion:.2g} (steepest fall of the smoothed loss; a "
+            "heuristic: read the curve)"
+        )
+    print(f"plot: {plot}")
+    return 0
+
+
 def _add_status_command(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser(
         "status",
@@ -700,6 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(commands)
     _add_train_commands(commands)
+    _add_lr_find_command(commands)
     _add_evaluate_command(commands)
     _add_errors_command(commands)
     _add_models_command(commands)

@@ -42,6 +42,8 @@ class Outcome:
     value: Any = None
     error: str = ""
     traceback: str = ""
+    worker: str = ""
+    """Where it ran: ``host:pid``, or the Ray node (empty in the driver's own process)."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.execution.base import Executor, Log, Outcome, Report, Task, place, stopped_error
+from cnnlab.execution.base import (
+    Executor,
+    Log,
+    Outcome,
+    Place,
+    Report,
+    Task,
+    place,
+    stopped_error,
+)
 from cnnlab.execution.worker import call
 
 RETRIES = 3
@@ -37,6 +47,14 @@ def import_ray() -> Any:
     except ImportError:
         raise CnnlabError(INSTALL_HINT) from None
     return ray
+
+
+def call_on_ray(task: Task, place: Place) -> Outcome:
+    """:func:`~cnnlab.execution.worker.call` in a Ray worker, naming the node it ran on."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()[:8]
+    return replace(call(task, place), worker=f"Ray node {node}")
 
 
 class RayExecutor(Executor):
@@ -105,7 +123,7 @@ class RayExecutor(Executor):
         ray = self.ray
         remote = ray.remote(
             num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=RETRIES
-        )(call)
+        )(call_on_ray)
         where = place(home, self.cpus_per_run)
         running = {remote.remote(task, where): task for task in tasks}
         try:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, Interrupted
@@ -35,6 +37,13 @@ def call(task: Task, place: Place | None) -> Outcome:
     """Run ``task`` in this worker process as the driver would (its folder, environment and
     threads) and say how it ended; never raises for the task's own errors. ``place=None``: in
     the driver itself (Ctrl-C then acts as usual)."""
+    outcome = _run(task, place)
+    if place is None:
+        return outcome
+    return replace(outcome, worker=f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _run(task: Task, place: Place | None) -> Outcome:
     try:
         if place is None:
             value = task.function(*task.arguments)
@@ -60,8 +69,6 @@ def _enter(place: Place) -> None:
     except OSError:
         token = ""
     if token != place.token:
-        import socket
-
         raise CnnlabError(
             f"{socket.gethostname()} does not see the job's folder {place.home} as the driver "
             "wrote it: every worker must reach the job's folder (and the data) at the same path, "

@@ -222,9 +222,11 @@ def _train(spec: Study, folder: Path, executor: Executor, say: Callable[[str], N
             finished[0] += 1
             result = outcome.value
             verb = "evaluated" if result["state_before"] == "trained" else "trained"
+            where = f", {outcome.worker}" if outcome.worker else ""
             say(
                 f"[{finished[0]}/{len(spec.runs)}] {verb} {run.name}: test accuracy "
-                f"{result['accuracy']:.4f}, loss {result['loss']:.4f} ({result['seconds']:.1f} s)"
+                f"{result['accuracy']:.4f}, loss {result['loss']:.4f} "
+                f"({result['seconds']:.1f} s{where})"
             )
         elif outcome.status == "failed":
             if run_state(run_dir(folder, run)) == "diverged":

@@ -263,6 +263,11 @@ class Engine:
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         return self.preprocess(images).contiguous(memory_format=torch.channels_last)
 
+    def train_step(self, index: torch.Tensor, epoch: int, batch: int) -> float:
+        """One optimiser step on the training images ``index`` (as the loop takes them); the
+        batch's loss. The LR finder's way in."""
+        return self._step(index, epoch, batch)[0]
+
     def _step(self, index: torch.Tensor, epoch: int, batch: int) -> tuple[float, torch.Tensor]:
         images = self.train_images.index_select(0, index)
         targets = {k: v.index_select(0, index) for k, v in self.train_targets.items()}

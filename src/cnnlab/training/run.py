@@ -253,7 +253,7 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
         if dist.is_main:
             folder.set_status("diverged")
         raise
-    except BaseException:  # a bug, out of memory, ...: the last checkpoint resumes it
+    except Exception:  # a bug, out of memory, ...: the last checkpoint resumes it
         if dist.is_main:
             folder.set_status("interrupted")
         raise
