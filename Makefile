@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 
 $(BIN)/cnnlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,ray]'
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,ray,export,tensorboard]'
 	touch $@
 
 setup: $(BIN)/cnnlab

@@ -249,6 +249,11 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly")
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--quiet", action="store_true", help="print nothing while training")
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log to RUN_DIR/tensorboard (train.tensorboard=true; cnnlab[tensorboard])",
+    )
     train.set_defaults(handler=_train)
 
     predict = commands.add_parser(
@@ -476,12 +481,15 @@ def _train(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.resume is None):
         raise CnnlabError("give either CONFIG (a YAML file or preset) or --resume RUN_DIR")
-    if args.resume is not None and (args.overrides or args.out):
-        raise CnnlabError("--resume continues a run as it was: --set and --out do not apply")
+    if args.resume is not None and (args.overrides or args.out or args.tensorboard):
+        raise CnnlabError(
+            "--resume continues a run as it was: --set, --out and --tensorboard do not apply"
+        )
+    board = ("train.tensorboard=true",) if args.tensorboard else ()
     train(
         args.config,
         out=args.out,
-        overrides=tuple(args.overrides),
+        overrides=(*args.overrides, *board),
         resume=args.resume,
         quiet=args.quiet,
         device=args.device,
@@ -548,6 +556,11 @@ started again, resuming from its checkpoint; Ctrl-C stops every run with a check
         help="override a config key of every run, e.g. data.mnist_dir=DIR",
     )
     _add_executor_options(study)
+    study.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log every run for TensorBoard (tensorboard --logdir DIR/runs compares them)",
+    )
     study.add_argument("--quiet", action="store_true", help="print only errors")
     study.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # retired
     study.set_defaults(handler=_study)
@@ -591,7 +604,7 @@ def _study(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         quick=args.quick,
         seeds=args.seeds,
-        overrides=args.overrides,
+        overrides=[*args.overrides, *(["train.tensorboard=true"] if args.tensorboard else [])],
         threads=args.threads,
         executor=args.executor,
         address=args.address,
@@ -650,6 +663,41 @@ def _lr_find(args: argparse.Namespace) -> int:
             "heuristic: read the curve)"
         )
     print(f"plot: {plot}")
+    return 0
+
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    from cnnlab.export import CHECK_IMAGES, FORMATS, TOLERANCE
+
+    export = commands.add_parser(
+        "export",
+        help="the run's model as ONNX (checked in onnxruntime) or torch.export .pt2",
+        description="Write RUN's model with its preprocessing inside (uint8 images in, logits "
+        "or one output per head out) to RUN/export/model.<format> with a card beside it "
+        "(model.<format>.json: input, preprocessing, outputs, the check), after checking it on "
+        f"up to --check-images of the run's test images: onnxruntime (or torch.export.load) "
+        f"against PyTorch, every output within {TOLERANCE:g} and every prediction the same; a "
+        "file that fails is not kept. ONNX needs pip install 'cnnlab[export]'.",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN")
+    export.add_argument("--format", choices=FORMATS, default="onnx", help="(onnx)")
+    export.add_argument("--out", type=Path, metavar="FILE", help="(RUN/export/model.<format>)")
+    export.add_argument(
+        "--check-images", type=int, default=CHECK_IMAGES, metavar="N", help=f"({CHECK_IMAGES})"
+    )
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cnnlab.export import export_run
+
+    result = export_run(args.run_dir, args.format, args.out, args.check_images)
+    checker = "onnxruntime" if args.format == "onnx" else "torch.export.load"
+    print(
+        f"{result.path}: outputs {', '.join(result.outputs)}; checked in {checker} on "
+        f"{result.images} test images: largest difference {result.max_difference:.2g}, same "
+        f"predictions\ncard: {result.card}"
+    )
     return 0
 
 
@@ -762,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_command(commands)
     _add_reproduce_command(commands)
     _add_status_command(commands)
+    _add_export_command(commands)
     return parser
 
 

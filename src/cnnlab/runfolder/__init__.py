@@ -12,6 +12,8 @@ A run folder holds::
     errors-<tag>/                    where it fails (ErrorFiles: errors.json, misclassified.csv,
                                      top_losses[_<head>].png, confused_pairs[_<head>].png)
     visualize/summary.json           what `cnnlab visualize` drew (and scores.json)
+    export/model.onnx, model.pt2     `cnnlab export`'s files, each with its card (model.onnx.json)
+    tensorboard/                     TensorBoard event files (train.tensorboard)
 
 Every other module asks :class:`RunFolder` for a path and reads or writes these files through
 its records (:mod:`.records`: :class:`RunInfo`, :func:`read_history`, :func:`read_metrics`;
@@ -73,6 +75,8 @@ HISTORY = "history.csv"
 WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
 VISUALIZE = "visualize"
+EXPORT = "export"
+TENSORBOARD = "tensorboard"
 LOCK = ".cnnlab-lock"
 
 
@@ -125,6 +129,10 @@ class RunFolder:
     checkpoints = _File(CHECKPOINTS)
     visualize = _File(VISUALIZE)
     """Where ``cnnlab visualize`` writes by default, and where the report looks."""
+    export = _File(EXPORT)
+    tensorboard = _File(TENSORBOARD)
+    """TensorBoard's event files, with ``train.tensorboard``."""
+    """Where ``cnnlab export`` writes by default (``model.onnx``, ``model.pt2``, their cards)."""
     lock_file = _File(LOCK)
 
     @contextlib.contextmanager

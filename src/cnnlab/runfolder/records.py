@@ -83,6 +83,9 @@ class RunInfo:
     git_commit: str | None = None
     hardware: dict[str, Any] = field(default_factory=dict)
     data_check: dict[str, Any] | None = None
+    early_stopping: dict[str, Any] | None = None
+    """With ``train.patience``: patience, min_delta, best_epoch, stopped_after_epoch (None
+    when it ran every epoch)."""
     format: int = FORMAT
 
     def replace(self, **changes: Any) -> RunInfo:

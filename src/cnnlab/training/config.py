@@ -56,7 +56,10 @@ class TrainConfig:
 
     ``precision``: ``fp32``, ``bf16`` (bfloat16 autocast of the forward pass) or ``auto``
     (``bf16`` where the hardware computes it natively, else ``fp32``); see
-    :mod:`cnnlab.training.precision`.
+    :mod:`cnnlab.training.precision`. ``patience`` > 0 stops early: after that many epochs
+    whose validation accuracy did not beat the best by more than ``min_delta``; the run then
+    keeps the weights of its best epoch on validation (it needs a validation split).
+    ``tensorboard`` also logs the run for TensorBoard (:mod:`cnnlab.training.tensorboard`).
     """
 
     epochs: int = 10
@@ -74,6 +77,9 @@ class TrainConfig:
     augment_shift: int = 0
     eval_batch_size: int = 256
     precision: str = "fp32"
+    patience: int = 0
+    min_delta: float = 0.0
+    tensorboard: bool = False
 
 
 @dataclass
@@ -402,6 +408,10 @@ def _validate_train(config: RunConfig, origin: str, shift_max: int) -> None:
     for key, (value, most) in counts.items():
         _need(0 < value <= most, origin, key, f"> 0 and <= {most:,}", value)
     _need(t.lr > 0, origin, "train.lr", "> 0", t.lr)
+    _need(
+        0 <= t.patience <= EPOCHS_MAX, origin, "train.patience", "in 0..epochs (0: off)", t.patience
+    )
+    _need(0 <= t.min_delta < 1, origin, "train.min_delta", "in [0, 1) (accuracy)", t.min_delta)
     if t.optimizer == "sgd":  # Nesterov momentum (see training.optim) needs momentum > 0
         _need(0 < t.momentum < 1, origin, "train.momentum", "in (0, 1) for sgd", t.momentum)
     else:

@@ -105,6 +105,11 @@ class Engine:
             for name, split in (("val", dataset.val), ("test", dataset.test))
             if split is not None
         }
+        if self.t.patience and "val" not in self.evaluated:
+            raise CnnlabError(
+                f"train.patience {self.t.patience}: early stopping watches the validation "
+                "split, and this data has none; set data.val_fraction (e.g. 0.1)"
+            )
         self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), self.t)
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
@@ -170,7 +175,7 @@ class Engine:
         stop = StopRequest()
         with stop.installed():
             try:
-                while position.epoch < self.t.epochs:
+                while position.epoch < self.t.epochs and not self.stopped_early(position):
                     self._train_epoch(position, stop)
                     if position.batch < self.steps_per_epoch:
                         self._checkpoint("last", position)
@@ -216,13 +221,35 @@ class Engine:
             f"epoch {row['epoch']}/{self.t.epochs}  {measured}  ({row['seconds']:.1f} s)"
         )
         self._checkpoint("last", position)
-        best = "val" in self.evaluated and row["val_acc"] >= max(  # never the test split
-            r["val_acc"] for r in position.history
-        )
-        if best:
-            self._checkpoint("best", position)
+        if "val" in self.evaluated and self.best_epoch(position.history) == row["epoch"]:
+            self._checkpoint("best", position)  # chosen on validation, never on test
         if on_epoch is not None:
             on_epoch(position)
+
+    def best_epoch(self, history: list[dict[str, float]]) -> int | None:
+        """The epoch with the best validation accuracy (None without a validation split):
+        with early stopping the last one that beat every earlier one by more than
+        ``min_delta``, else the latest of the highest."""
+        if "val" not in self.evaluated or not history:
+            return None
+        best, epoch = -math.inf, None
+        for row in history:
+            better = (
+                row["val_acc"] > best + self.t.min_delta
+                if self.t.patience
+                else (row["val_acc"] >= best)
+            )
+            if better:
+                best, epoch = row["val_acc"], int(row["epoch"])
+        return epoch
+
+    def stopped_early(self, position: Position) -> bool:
+        """Whether early stopping ends the run here: ``patience`` epochs since the best (a
+        function of the history alone, so a resumed run decides as the uninterrupted one)."""
+        best = self.best_epoch(position.history)
+        return (
+            bool(self.t.patience) and best is not None and position.epoch - best >= self.t.patience
+        )
 
     def _train_epoch(self, position: Position, stop: StopRequest) -> None:
         """Train the rest of the current epoch; return early, at a step boundary, on a stop

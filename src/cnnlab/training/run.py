@@ -39,6 +39,7 @@ from cnnlab.training.config import (
 from cnnlab.training.distributed import init_distributed, shutdown_distributed
 from cnnlab.training.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
 from cnnlab.training.progress import Progress
+from cnnlab.training.tensorboard import BoardLog
 from cnnlab.version import __version__
 
 
@@ -238,10 +239,13 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
             progress.message(warning)
 
     folder = RunFolder(run_dir)
+    board = BoardLog(folder.tensorboard) if config.train.tensorboard and dist.is_main else None
 
     def after_epoch(pos: Position) -> None:
         if dist.is_main:
             folder.write_history(pos.history, HISTORY_COLUMNS)
+        if board is not None:
+            board.epoch(pos.history[-1])
 
     try:
         position = engine.fit(position, on_epoch=after_epoch)
@@ -257,17 +261,38 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
         if dist.is_main:
             folder.set_status("interrupted")
         raise
+    finally:
+        if board is not None:
+            board.close()
+    kept = _keep_best(engine, position, folder)
     if dist.is_main:
         save_weights(folder.weights, engine.model)
         folder.write_history(position.history, HISTORY_COLUMNS)
-        folder.write_info(
-            folder.read_info().finish(
-                train_seconds=sum(r["seconds"] for r in position.history),
-                final={k: position.history[-1][k] for k in ("test_loss", "test_acc")},
+        info = folder.read_info().finish(
+            train_seconds=sum(r["seconds"] for r in position.history),
+            final={k: kept[k] for k in ("test_loss", "test_acc")},
+        )
+        if config.train.patience:
+            info = info.replace(
+                early_stopping={
+                    "patience": config.train.patience,
+                    "min_delta": config.train.min_delta,
+                    "best_epoch": int(kept["epoch"]),
+                    "stopped_after_epoch": position.epoch
+                    if position.epoch < config.train.epochs
+                    else None,
+                }
             )
+        folder.write_info(info)
+        if board is not None:  # the hyper-parameters beside the metrics, in the same run
+            BoardLog(folder.tensorboard).finish(config.to_dict(), kept)
+        kept_from = (
+            f" (early stopping: the weights of epoch {int(kept['epoch'])}, the best on validation)"
+            if config.train.patience
+            else ""
         )
         progress.message(
-            f"Done: test accuracy {position.history[-1]['test_acc']:.4f}; run folder {run_dir}"
+            f"Done: test accuracy {kept['test_acc']:.4f}{kept_from}; run folder {run_dir}"
         )
     dist.barrier()
     return Run(
@@ -278,6 +303,16 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
         engine.preprocess,
         dataset.class_names,
     )
+
+
+def _keep_best(engine: Engine, position: Position, folder: RunFolder) -> dict[str, float]:
+    """With early stopping, put the best epoch's weights (on validation) back into the model;
+    the history row of the epoch whose weights the run keeps."""
+    if not engine.t.patience:
+        return position.history[-1]
+    best = engine.best_epoch(position.history)
+    engine.model.load_state_dict(load_checkpoint(folder.checkpoint("best"))["model"])
+    return next(r for r in position.history if int(r["epoch"]) == best)
 
 
 def _run_info(config: RunConfig, dataset: ImageDataset, engine: Engine, world: int) -> RunInfo:
