@@ -131,6 +131,9 @@ BAD: dict[str, tuple[str, ...]] = {
     ),
     "train.augment_shift": (*NOT_INT, "-1", "15", "100000", str(10**23)),
     "train.precision": (*NOT_TEXT, "fp16", "''"),
+    "train.patience": (*NOT_INT, "-1", str(EPOCHS_MAX + 1)),
+    "train.min_delta": (*NOT_NUMBERS, *NOT_FINITE, "-0.1", "1", "1.5"),
+    "train.tensorboard": ("1", "0", "abc", "[true]", "{a: 1}", "null", "''"),
 }
 
 CASES = [(key, value) for key, values in BAD.items() for value in values]
