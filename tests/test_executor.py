@@ -49,7 +49,7 @@ def test_a_killed_worker_process_has_its_run_resumed(tmp_path: Path, mnist_dir: 
 
 
 def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path: Path, mnist_dir: Path) -> None:
-    path, out = write_slow_study(tmp_path, mnist_dir, (0,), both=False), tmp_path / "out"
+    path, out = write_slow_study(tmp_path, mnist_dir), tmp_path / "out"
     command = [sys.executable, "-m", "cnnlab", "study", str(path), "--out", str(out)]
     command += ["--jobs", "2", "--threads", "1"]
     process = subprocess.Popen(
@@ -64,11 +64,11 @@ def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path: Path, mnist_d
     assert "stopping: the runs in progress save a checkpoint" in output
     assert "Run the same command again to continue" in output
     statuses = {d.name: (d / "run.json").read_text() for d in (out / "runs").iterdir()}
-    assert any('"interrupted"' in s for s in statuses.values()), statuses
+    assert sum('"finished"' in s for s in statuses.values()) < 4, statuses  # it stopped
     assert not any('"running"' in s for s in statuses.values()), statuses  # nobody left behind
     summary = run_study(path, out=out, jobs=2, threads=1, quiet=True)
-    assert summary["runs_done"] == 1
-    check_each_run_trained_once(out / "runs", RUNS[:1])
+    assert summary["runs_done"] == 4
+    check_each_run_trained_once(out / "runs", RUNS)
 
 
 def test_a_worker_refuses_a_job_folder_it_does_not_see(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_a_study_spreads_over_two_nodes_and_survives_a_killed_worker(
 def test_ctrl_c_stops_the_ray_study_and_it_resumes(
     cluster: str, tmp_path: Path, mnist_dir: Path
 ) -> None:
-    path, out = write_slow_study(tmp_path, mnist_dir, (0,), both=False), tmp_path / "out"
+    path, out = write_slow_study(tmp_path, mnist_dir), tmp_path / "out"
     command = [sys.executable, "-m", "cnnlab", "study", str(path), "--out", str(out)]
     command += ["--executor", "ray", "--address", cluster]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -78,8 +78,8 @@ def test_ctrl_c_stops_the_ray_study_and_it_resumes(
     assert process.returncode == 130, output
     assert "stopping: the runs in progress save a checkpoint" in output
     statuses = {d.name: (d / "run.json").read_text() for d in (out / "runs").iterdir()}
-    assert any('"interrupted"' in s for s in statuses.values()), statuses
+    assert sum('"finished"' in s for s in statuses.values()) < 4, statuses  # it stopped
     assert not any('"running"' in s for s in statuses.values()), statuses
     summary = run_study(path, out=out, executor="ray", address=cluster, quiet=True)
-    assert summary["runs_done"] == 1
-    check_each_run_trained_once(out / "runs", RUNS[:1])
+    assert summary["runs_done"] == 4
+    check_each_run_trained_once(out / "runs", RUNS)

@@ -28,6 +28,11 @@ def reproduction(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     )
     where = "Ray at a local Ray" if executor == "ray" else "2 worker processes"
     assert any(line.startswith(f"[....] 6 runs on {where}") for line in said), said
+    progress = [line for line in said if line.startswith("[progress] ")]  # not a terminal:
+    assert progress and all("\x1b" not in line for line in progress)  # plain lines
+    assert any(
+        re.search(r"epoch 1/1, test accuracy 0\.\d{4} \| reproduction ", p) for p in progress
+    )
     return out
 
 
