@@ -16,6 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # processes that tests start inherit it.
 os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-test-cache-")
 atexit.register(shutil.rmtree, os.environ["CNNLAB_CACHE"], ignore_errors=True)
+# Their own state folder (the run folders trusted to run code), never the user's.
+os.environ["CNNLAB_STATE"] = tempfile.mkdtemp(prefix="cnnlab-test-state-")
+atexit.register(shutil.rmtree, os.environ["CNNLAB_STATE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -91,8 +91,15 @@ def test_evaluate_and_predict_refuse_a_damaged_folder_in_one_line(
     assert err.count("\n") == 1 and err.startswith("cnnlab: error: ") and "Traceback" not in err
 
 
+def unfinished(folder: RunFolder) -> RunFolder:
+    """``folder`` as if its training had been interrupted after its last checkpoint."""
+    folder.weights.unlink()
+    folder.set_status("interrupted")
+    return folder
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(runs, tmp_path: Path) -> None:
-    folder = copy(runs, tmp_path)
+    folder = unfinished(copy(runs, tmp_path))
     shutil.copy(RunFolder(runs["other"]).checkpoint(), folder.checkpoint())
     with pytest.raises(CnnlabError, match=r"last\.pt: does not fit this run's model and config"):
         train(None, resume=folder.path, quiet=True)
@@ -104,7 +111,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(runs, tmp_path: Path) -> N
 def test_a_checkpoint_with_python_objects_is_refused_without_torch_advice(
     runs, tmp_path: Path
 ) -> None:
-    folder = copy(runs, tmp_path)
+    folder = unfinished(copy(runs, tmp_path))
     torch.save({"model": Path("x")}, folder.checkpoint())  # a pickled object, not a tensor
     with pytest.raises(CnnlabError) as error:
         train(None, resume=folder.path, quiet=True)

@@ -38,6 +38,8 @@ MODELS = """
 import torch
 from torch import nn
 
+from cnnlab import model_factory
+
 
 class TinyNet(nn.Module):
     def __init__(self, in_channels, num_classes, image_size=(28, 28), width=4):
@@ -51,18 +53,22 @@ class TinyNet(nn.Module):
         return self.head(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
 
 
+@model_factory
 def timm_style(in_chans, n_classes, img_size):
     return TinyNet(in_chans, n_classes, img_size, width=2)
 
 
+@model_factory
 def needs_depth(in_channels, num_classes, depth):
     return TinyNet(in_channels, num_classes)
 
 
+@model_factory
 def not_a_module(in_channels, num_classes):
     return "a string"
 
 
+@model_factory
 def broken(in_channels, num_classes):
     raise RuntimeError("boom")
 
@@ -70,6 +76,10 @@ def broken(in_channels, num_classes):
 class LazyNet(nn.Sequential):
     def __init__(self, num_classes):
         super().__init__(nn.LazyConv2d(3, 3), nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+def unmarked(in_channels, num_classes):
+    return TinyNet(in_channels, num_classes)
 
 
 NOT_CALLABLE = 3
@@ -155,7 +165,15 @@ def test_factory_aliases_and_the_working_directory(
         ("nosuchmodule_q:Net", {}, r"model.name 'nosuchmodule_q:Net': cannot import .*PYTHONPATH"),
         ("badmodels:Net", {}, r"cannot import 'badmodels'.*RuntimeError: not today"),
         ("mymodels:Missing", {}, r"model.name 'mymodels:Missing': 'mymodels' has no 'Missing'"),
-        ("mymodels:NOT_CALLABLE", {}, r"NOT_CALLABLE is a int, not a class or function"),
+        ("mymodels:NOT_CALLABLE", {}, r"'mymodels:NOT_CALLABLE': int is not a model factory"),
+        ("mymodels:unmarked", {}, r"function unmarked \(not marked @cnnlab.model_factory\) is not"),
+        ("os:system", {}, r"'os:system': builtin_function_or_method system is not a model factory"),
+        ("builtins:eval", {}, r"builtin_function_or_method eval is not a model factory"),
+        (
+            "collections:Counter",
+            {},
+            r"the class Counter is not a model factory \(a torch.nn.Module",
+        ),
         ("mymodels:not_a_module", {}, r"returned a str, not a torch.nn.Module"),
         ("mymodels:broken", {}, r"'mymodels:broken': building the model failed: .*boom"),
         ("mymodels:TinyNet", {"colour": 1}, r"unknown option\(s\) colour; valid options: width"),

@@ -3,27 +3,71 @@
 The Python API mirrors the CLI, one function per verb: ``generate_lines`` / ``lines_config`` /
 ``load_dataset`` (``cnnlab data``), ``check_dataset`` (``cnnlab data check``), ``train``
 (``cnnlab train``), ``evaluate_run`` (``cnnlab evaluate``), ``load_run`` and ``predict``
-(``cnnlab predict``), ``report_runs`` (``cnnlab report``), ``run_study`` (``cnnlab study``) and
-``reproduce`` (``cnnlab reproduce``).
+(``cnnlab predict``), ``report_runs`` (``cnnlab report``), ``run_study`` (``cnnlab study``),
+``reproduce`` (``cnnlab reproduce``) and ``trusting_code`` (``--trust-code``).
+
+Each name is imported when first used (PEP 562), so ``import cnnlab`` and the ``cnnlab``
+command start without loading torch until a verb needs it.
 """
 
-from cnnlab.data import (
-    ImageDataset,
-    LinesConfig,
-    check_dataset,
-    generate_lines,
-    lines_config,
-    load_dataset,
-    load_mnist,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate_run
-from cnnlab.pipeline import report_runs
-from cnnlab.predict import predict
-from cnnlab.reproduce import reproduce
-from cnnlab.study import run_study
-from cnnlab.training import load_run, train
 from cnnlab.version import __version__
+
+_WHERE = {
+    "ImageDataset": "cnnlab.data",
+    "LinesConfig": "cnnlab.data",
+    "check_dataset": "cnnlab.data",
+    "generate_lines": "cnnlab.data",
+    "lines_config": "cnnlab.data",
+    "load_dataset": "cnnlab.data",
+    "load_mnist": "cnnlab.data",
+    "evaluate_run": "cnnlab.evaluate",
+    "model_factory": "cnnlab.models",
+    "report_runs": "cnnlab.pipeline",
+    "predict": "cnnlab.predict",
+    "reproduce": "cnnlab.reproduce",
+    "trusting_code": "cnnlab.runfolder.trust",
+    "run_study": "cnnlab.study",
+    "load_run": "cnnlab.training",
+    "train": "cnnlab.training",
+}
+
+if TYPE_CHECKING:
+    from cnnlab.data import (
+        ImageDataset,
+        LinesConfig,
+        check_dataset,
+        generate_lines,
+        lines_config,
+        load_dataset,
+        load_mnist,
+    )
+    from cnnlab.evaluate import evaluate_run
+    from cnnlab.models import model_factory
+    from cnnlab.pipeline import report_runs
+    from cnnlab.predict import predict
+    from cnnlab.reproduce import reproduce
+    from cnnlab.runfolder.trust import trusting_code
+    from cnnlab.study import run_study
+    from cnnlab.training import load_run, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "CnnlabError",
@@ -37,9 +81,11 @@ __all__ = [
     "load_dataset",
     "load_mnist",
     "load_run",
+    "model_factory",
     "predict",
     "report_runs",
     "reproduce",
     "run_study",
     "train",
+    "trusting_code",
 ]

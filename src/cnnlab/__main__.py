@@ -1,3 +1,3 @@
-from cnnlab.cli import main
+from cnnlab.launch import main
 
 raise SystemExit(main())

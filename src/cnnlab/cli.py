@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -254,6 +255,7 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also log to RUN_DIR/tensorboard (train.tensorboard=true; cnnlab[tensorboard])",
     )
+    _add_trust_option(train)
     train.set_defaults(handler=_train)
 
     predict = commands.add_parser(
@@ -265,6 +267,7 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     predict.add_argument("input", type=Path, metavar="INPUT")
     predict.add_argument("--out", type=Path, metavar="CSV", help="write the CSV here")
+    _add_trust_option(predict)
     predict.set_defaults(handler=_predict)
 
 
@@ -290,6 +293,7 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
         "128 test images) into RUN_DIR/visualize for runs without pictures there (or with "
         "pictures older than the model); 10 s to 2 minutes per run on a 2-core CPU",
     )
+    _add_trust_option(report)
     report.set_defaults(handler=_report)
 
 
@@ -347,6 +351,7 @@ def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the scoreboard of explanation methods (masks, faithfulness, randomisation)",
     )
+    _add_trust_option(visualize)
     visualize.set_defaults(handler=_visualize)
 
 
@@ -431,6 +436,7 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
         "metrics-transfer-NAME.json, shown in the report beside the run's own test split",
     )
     evaluate.add_argument("--name", help="NAME for --dataset results (default: its folder name)")
+    _add_trust_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
 
@@ -457,6 +463,7 @@ def _add_errors_command(commands: argparse._SubParsersAction) -> None:
     errors.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     errors.add_argument("--split", choices=SPLITS, default="test")
     errors.add_argument("--top", type=int, default=5, help="rows of each list (5)")
+    _add_trust_option(errors)
     errors.set_defaults(handler=_errors)
 
 
@@ -685,6 +692,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--check-images", type=int, default=CHECK_IMAGES, metavar="N", help=f"({CHECK_IMAGES})"
     )
+    _add_trust_option(export)
     export.set_defaults(handler=_export)
 
 
@@ -811,14 +819,61 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce_command(commands)
     _add_status_command(commands)
     _add_export_command(commands)
+    _add_trust_command(commands)
     return parser
+
+
+def _add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="import and run the model code a run folder's config names (model.name "
+        "package.module:factory) even if you did not train it here; only for folders you trust",
+    )
+
+
+def _add_trust_command(commands: argparse._SubParsersAction) -> None:
+    trust = commands.add_parser(
+        "trust",
+        help="record that you trust run folders: the model code their config names may run",
+        description="A run folder is data: cnnlab imports the model code its config names "
+        "(model.name package.module:factory) only for runs you trained here or trust. This "
+        "records RUN_DIR as trusted, as its config reads now (a later change to it, or a "
+        "move, needs trust again). Read the config first: the code named runs as you.",
+    )
+    trust.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    trust.set_defaults(handler=_trust)
+
+
+def _trust(args: argparse.Namespace) -> int:
+    from cnnlab.models.registry import is_import_path
+    from cnnlab.runfolder import RunFolder
+    from cnnlab.runfolder.trust import record_trust
+    from cnnlab.training.config import load_config
+
+    for run_dir in args.run_dirs:
+        folder = RunFolder(run_dir)
+        folder.require(finished=False)
+        name = load_config(folder.config, import_models=False).model["name"]
+        if not is_import_path(name):
+            print(f"{run_dir}: model {name!r} is one of cnnlab's own; nothing to trust")
+            continue
+        record_trust(folder.path, folder.config, name)
+        print(f"{run_dir}: trusted; opening it imports and runs {name!r} from your Python path")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line and return 2, never a stack trace."""
     try:
+        from cnnlab.runfolder.trust import trusting_code
+
         args = build_parser().parse_args(argv)
-        return int(args.handler(args) or 0)
+        trusted = (
+            trusting_code() if getattr(args, "trust_code", False) else contextlib.nullcontext()
+        )
+        with trusted:
+            return int(args.handler(args) or 0)
     except Interrupted as exc:  # a training (or a study) saved a checkpoint and stopped
         print(f"cnnlab: {exc}", file=sys.stderr)
         return 130

@@ -11,8 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from cnnlab.errors import CnnlabError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def usual_permissions(path: Path) -> None:
+    """Give a file or folder made by ``tempfile`` (0600 / 0700) the permissions the umask
+    gives a new one."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
 
 
 @contextlib.contextmanager
@@ -23,18 +31,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     removed if the block raises.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise _cannot_write(final, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+    usual_permissions(tmp)  # mkstemp makes 0600
     try:
         yield tmp
         if tmp.exists():  # some writers replace the file: give the usual permissions again
-            os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, final)
+            usual_permissions(tmp)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise _cannot_write(final, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _cannot_write(path: Path, exc: OSError) -> CnnlabError:
+    return CnnlabError(f"{path}: cannot write there ({exc.strerror or exc})")
 
 
 @contextlib.contextmanager

@@ -306,7 +306,7 @@ def _epochs(folder: Path) -> int | None:
     from cnnlab.training.config import load_config
 
     try:
-        return load_config(RunFolder(folder).config).train.epochs
+        return load_config(RunFolder(folder).config, import_models=False).train.epochs
     except (CnnlabError, OSError):
         return None
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import images as images_module
+from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, sha256_bytes, write_json
 
 ENV = "CNNLAB_CACHE"
@@ -193,7 +194,7 @@ def _write(
         with atomic_path(npy) as tmp, open(tmp, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
         write_json(sidecar, info)
-    except OSError:
+    except (OSError, CnnlabError):  # an unwritable cache: decoding goes on without it
         with contextlib.suppress(OSError):
             npy.unlink(missing_ok=True)  # no array without its sidecar
         return False

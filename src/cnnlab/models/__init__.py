@@ -4,6 +4,7 @@ from cnnlab.models import convnets, multihead  # noqa: F401  (register the famil
 from cnnlab.models.registry import (
     create_model,
     describe,
+    model_factory,
     model_names,
     model_options,
     parameter_count,
@@ -13,6 +14,7 @@ from cnnlab.models.registry import (
 __all__ = [
     "create_model",
     "describe",
+    "model_factory",
     "model_names",
     "model_options",
     "parameter_count",

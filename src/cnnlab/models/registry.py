@@ -39,6 +39,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
 """Other parameter names under which a factory may take the data's shape (timm-style first)."""
 GIVEN = "<given> "
 """``model.name`` prefix of a module given to ``train(model=...)`` that cannot be rebuilt."""
+_MARK = "__cnnlab_model_factory__"
+FACTORY_RULE = (
+    "a torch.nn.Module subclass, or a function marked @cnnlab.model_factory that returns one"
+)
 _IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _REBUILD_HINT = (
     "to evaluate, predict, visualize or resume it, define the model class in an importable "
@@ -61,10 +65,19 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator: make ``factory(in_channels, num_classes, image_size, **options)`` buildable."""
 
     def add(factory: ModelFactory) -> ModelFactory:
-        _REGISTRY[name] = factory
+        _REGISTRY[name] = model_factory(factory)
         return factory
 
     return add
+
+
+def model_factory(function: ModelFactory) -> ModelFactory:
+    """Decorator: mark a function that returns a ``torch.nn.Module`` as one that
+    ``model.name: package.module:function`` may call (a class needs no mark: any
+    ``nn.Module`` subclass may be named). Nothing else is ever called by name."""
+    if inspect.isfunction(function):
+        setattr(function, _MARK, True)
+    return function
 
 
 def model_names() -> tuple[str, ...]:
@@ -204,12 +217,17 @@ def _factory(name: str) -> ModelFactory:
     return _REGISTRY[name]
 
 
-def _import_factory(name: str) -> ModelFactory:
+def check_import_path(name: str) -> None:
+    """Refuse ``name`` unless it has the form ``package.module:factory`` (imports nothing)."""
     if not _IMPORT_PATH.fullmatch(name):
         raise CnnlabError(
             f"model.name {name!r}: an import path is written package.module:factory "
-            "(a class, or a function returning a torch.nn.Module)"
+            f"({FACTORY_RULE})"
         )
+
+
+def _import_factory(name: str) -> ModelFactory:
+    check_import_path(name)
     module_name, attr = name.split(":")
     try:
         obj: Any = _import_module(module_name)
@@ -222,11 +240,27 @@ def _import_factory(name: str) -> ModelFactory:
         if not hasattr(obj, part):
             raise CnnlabError(f"model.name {name!r}: {module_name!r} has no {attr!r}")
         obj = getattr(obj, part)
-    if not callable(obj):
+    if not is_model_factory(obj):
         raise CnnlabError(
-            f"model.name {name!r}: {attr} is a {type(obj).__name__}, not a class or function"
+            f"model.name {name!r}: {_kind(obj)} is not a model factory ({FACTORY_RULE})"
         )
     return obj
+
+
+def is_model_factory(obj: Any) -> bool:
+    """Whether ``obj`` may build a model: a ``torch.nn.Module`` subclass, or a plain function
+    marked :func:`model_factory` (or registered). Checked before anything is called."""
+    if inspect.isclass(obj):
+        return issubclass(obj, nn.Module)
+    return inspect.isfunction(obj) and getattr(obj, _MARK, False) is True
+
+
+def _kind(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return f"the class {obj.__qualname__}"
+    if inspect.isfunction(obj):
+        return f"the function {obj.__qualname__} (not marked @cnnlab.model_factory)"
+    return f"{type(obj).__name__} {getattr(obj, '__name__', '')}".rstrip()
 
 
 def _import_module(module_name: str) -> Any:

@@ -23,16 +23,19 @@ its records (:mod:`.records`: :class:`RunInfo`, :func:`read_history`, :func:`rea
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import write_json
+from cnnlab.fileio import usual_permissions, write_json
 from cnnlab.runfolder.pictures import (
     HEATMAP_KINDS,
     SCORE_KEYS,
@@ -78,6 +81,8 @@ VISUALIZE = "visualize"
 EXPORT = "export"
 TENSORBOARD = "tensorboard"
 LOCK = ".cnnlab-lock"
+CREATING = ".creating-"
+"""Infix of the temporary sibling a new run folder is made in (:meth:`RunFolder.create`)."""
 
 
 @dataclass(frozen=True)
@@ -140,47 +145,116 @@ class RunFolder:
         """Hold the run folder for one writer (a training) for the block: an advisory lock
         on ``.cnnlab-lock`` that the system releases when the process ends, however it ends,
         so a crash leaves no stale lock. Another holder: a one-line :class:`CnnlabError`
-        naming it."""
-        if fcntl is None:  # not a POSIX system: no lock
-            yield
-            return
+        naming it. Temporary files a killed training left (a checkpoint half-written when it
+        was killed) are removed once the lock is held."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(self.lock_file, "a+")  # noqa: SIM115 (closed by the with below)
         except OSError as exc:
             raise CnnlabError(
                 f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
             ) from None
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise CnnlabError(
-                    f"{self.path}: in use by {holder}; wait for it to finish (or stop it) "
-                    "and try again"
-                ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"cnnlab (pid {os.getpid()} on {socket.gethostname()}, since {now()})")
-            handle.flush()
-            try:
+        with _held(self.lock_file, self.path):
+            self._remove_temporaries()
+            yield
+
+    @contextlib.contextmanager
+    def create(self, fill: Callable[[RunFolder], None]) -> Iterator[None]:
+        """Make this run folder whole or not at all, and hold its :meth:`lock` for the block.
+
+        ``fill`` writes the first files (``config.yaml``, ``run.json``) into a locked temporary
+        sibling (``.<name>.creating-<random>``) that is then renamed into place, so a reader
+        sees no folder, or one with its config and ``run.json``, whenever the start is stopped
+        (even by SIGKILL: a sibling left so is removed by the next start). A folder that holds
+        a run is refused; an empty one, or one an older cnnlab left with only its lock file,
+        is taken; one holding other files is refused (a run gets a folder of its own)."""
+        self.check_creatable()
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for stale in parent.glob(f".{glob.escape(self.path.name)}{CREATING}*"):
+                if stale.is_dir() and not RunFolder(stale).locked():
+                    shutil.rmtree(stale, ignore_errors=True)
+            temporary = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{CREATING}", dir=parent))
+        except OSError as exc:
+            raise CnnlabError(
+                f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
+            ) from None
+        try:
+            usual_permissions(temporary)
+            with _held(RunFolder(temporary).lock_file, self.path):
+                fill(RunFolder(temporary))
+                self._take_place_of_leftovers()
+                try:
+                    os.rename(temporary, self.path)
+                except OSError as exc:  # another start made it first
+                    raise CnnlabError(
+                        f"{self.path}: cannot create the run folder ({exc.strerror or exc}); "
+                        "another training may have started there"
+                    ) from None
                 yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)  # gone already when it was renamed
+
+    def check_creatable(self) -> None:
+        """Refuse (one line) to make a new run here: a run folder already, a file, a folder
+        in use, or a folder holding other files. Nothing, an empty folder or an older
+        cnnlab's failed start (its lock file alone) is fine."""
+        if self.path.is_file() or (self.path.exists() and not self.path.is_dir()):
+            raise CnnlabError(f"{self.path}: a file is there, not a folder; choose another --out")
+        if not self.path.is_dir():
+            return
+        if self.config.exists() or self.info.exists():
+            raise CnnlabError(
+                f"{self.path} already holds a run; choose another --out, or continue it with "
+                f"--resume {self.path}"
+            )
+        if self.locked():
+            raise CnnlabError(f"{self.path}: {_in_use(self.holder())}")
+        others = sorted(p.name for p in self.path.iterdir() if not self._leftover(p))
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise CnnlabError(
+                f"{self.path} holds other files ({shown}); a run is made in a new or empty "
+                "folder: choose another --out"
+            )
+
+    def _leftover(self, path: Path) -> bool:
+        """What a start stopped before its ``run.json`` left (by an older cnnlab)."""
+        if path == self.lock_file:
+            return True
+        return path == self.checkpoints and path.is_dir() and not any(path.iterdir())
+
+    def _take_place_of_leftovers(self) -> None:
+        """Empty the folder of an older cnnlab's failed start, so a folder can be renamed
+        onto it (:meth:`create`)."""
+        if not self.path.is_dir():
+            return
+        self.check_creatable()
+        self.lock_file.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.checkpoints.rmdir()
+
+    def _remove_temporaries(self) -> None:
+        """Remove the temporary files of the training's own writes (``fileio.atomic_path``
+        names them ``.<file>.<random>.tmp``) that a killed process left."""
+        owned = tuple(f".{name}." for name in (WEIGHTS, HISTORY, INFO, CONFIG))
+        found = [*self.checkpoints.glob(".*.tmp"), *self.path.glob(".*.tmp")]
+        for path in found:
+            if path.parent == self.checkpoints or path.name.startswith(owned):
+                path.unlink(missing_ok=True)
 
     def locked(self) -> bool:
         """Whether a process holds :meth:`lock` now."""
         if fcntl is None or not self.lock_file.is_file():
             return False
-        with open(self.lock_file) as handle:
+        with contextlib.suppress(OSError), open(self.lock_file) as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return True
             fcntl.flock(handle, fcntl.LOCK_UN)
             return False
+        return False
 
     def checkpoint(self, name: str = "last") -> Path:
         """``checkpoints/<name>.pt`` (``last`` or ``best``)."""
@@ -266,11 +340,41 @@ class RunFolder:
             if not path.is_file():
                 raise CnnlabError(f"{self.path}: not a run folder (no {path.name})")
         if finished and not self.weights.is_file():
+            status = self.status()
+            if status == "running":  # a process holds it: --resume would be refused
+                raise CnnlabError(
+                    f"{self.path}: the run is training now ({_in_use(self.holder())}); its "
+                    f"{self.weights.name} comes when it ends"
+                )
             raise CnnlabError(
                 f"{self.path}: the run has no {self.weights.name} (status: "
-                f"{self.status() or 'unknown'}); finish it first with cnnlab train --resume "
+                f"{status or 'unknown'}); finish it first with cnnlab train --resume "
                 f"{self.path}"
             )
+
+    def require_resumable(self) -> None:
+        """Raise a one-line :class:`CnnlabError` for a run that ``--resume`` cannot continue:
+        held by another training, finished (its final weights written) or diverged."""
+        if self.locked():
+            raise CnnlabError(f"{self.path}: {_in_use(self.holder())}")
+        status = self.recorded_status()
+        if status == "finished" and self.weights.is_file():
+            raise CnnlabError(
+                f"{self.path}: the run is finished (status finished, {self.weights.name} "
+                "written): nothing to resume; evaluate it, or train again with another --out"
+            )
+        if status == "diverged":
+            raise CnnlabError(
+                f"{self.path}: the run diverged (loss NaN or inf): resuming would diverge again; "
+                "remove it (or choose another --out) and train again"
+            )
+
+    def holder(self) -> str:
+        """The lock file's text: which process holds (or last held) the folder."""
+        try:
+            return self.lock_file.read_text(errors="replace")
+        except OSError:
+            return ""
 
     # -- records ----------------------------------------------------------------------------
 
@@ -295,6 +399,43 @@ class RunFolder:
 
     def read_metrics(self, split: str = "test", transfer: str | None = None) -> dict[str, Any]:
         return read_metrics(self.metrics(split, transfer))
+
+
+@contextlib.contextmanager
+def _held(lock_file: Path, folder: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``lock_file`` (the run folder ``folder``'s) for the block; a
+    one-line :class:`CnnlabError` naming the holder if another process has it."""
+    if fcntl is None:  # not a POSIX system: no lock
+        yield
+        return
+    try:
+        handle = open(lock_file, "a+")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise CnnlabError(
+            f"{folder}: cannot create the run folder ({exc.strerror or exc})"
+        ) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            raise CnnlabError(f"{folder}: {_in_use(handle.read())}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"cnnlab (pid {os.getpid()} on {socket.gethostname()}, since {now()})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _in_use(holder: str) -> str:
+    """What a refusal says of the lock's holder (its lock file's text)."""
+    return (
+        f"in use by {holder.strip() or 'another process'}; wait for it to finish (or stop it) "
+        "and try again"
+    )
 
 
 def _tag(split: str, transfer: str | None) -> str:

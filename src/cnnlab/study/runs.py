@@ -16,6 +16,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
 from cnnlab.runfolder import FINAL_STATES, RunFolder
+from cnnlab.runfolder.trust import trusting_code
 from cnnlab.study.spec import PlannedRun, Study
 from cnnlab.training.config import RunConfig, load_config
 
@@ -37,7 +38,7 @@ def check_config(folder: Path, expected: RunConfig) -> None:
     if not path.is_file():
         return
     try:
-        found = load_config(path).to_dict()
+        found = load_config(path, import_models=False).to_dict()
     except CnnlabError as exc:
         raise CnnlabError(f"{folder}: unreadable run config ({exc})") from None
     wanted = expected.to_dict()
@@ -70,8 +71,9 @@ def train_run(run: PlannedRun, folder: str) -> dict[str, Any]:
     start = time.perf_counter()
     before = run_state(Path(folder))
     if before not in FINAL_STATES:
-        continue_run(run.config, folder, quiet=True)
-        evaluate_run(folder)
+        with trusting_code():  # the folder's config is the study's own (checked above)
+            continue_run(run.config, folder, quiet=True)
+            evaluate_run(folder)
     metrics = RunFolder(folder).read_metrics()
     return {
         "state_before": before,

@@ -139,13 +139,17 @@ def preset_names() -> tuple[str, ...]:
     return _overrides.preset_names(PRESETS)
 
 
-def load_config(source: str | Path, overrides: typing.Sequence[str] = ()) -> RunConfig:
+def load_config(
+    source: str | Path, overrides: typing.Sequence[str] = (), *, import_models: bool = True
+) -> RunConfig:
     """A config from a YAML file or preset name, with ``key=value`` overrides applied in order
-    (see :func:`cnnlab.overrides.parse_set`)."""
+    (see :func:`cnnlab.overrides.parse_set`). ``import_models=False``: a ``model.name`` import
+    path is checked as text only, never imported (a run folder's config: see
+    :mod:`cnnlab.runfolder.trust`)."""
     text, origin, _ = _overrides.read_source(source, PRESETS, "config")
     raw = _overrides.load_yaml_mapping(text, origin, "config keys")
     _overrides.apply_overrides(raw, _overrides.parse_set(overrides, origin), f"{origin}: --set")
-    return config_from_dict(raw, origin)
+    return config_from_dict(raw, origin, import_models=import_models)
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -160,10 +164,13 @@ def default_run_dir(config: RunConfig) -> Path:
     return Path("runs") / config.name
 
 
-def config_from_dict(raw: dict[str, Any], origin: str = "config") -> RunConfig:
-    """Build and validate a :class:`RunConfig`; unknown keys and bad values are refused."""
+def config_from_dict(
+    raw: dict[str, Any], origin: str = "config", *, import_models: bool = True
+) -> RunConfig:
+    """Build and validate a :class:`RunConfig`; unknown keys and bad values are refused
+    (``import_models``: see :func:`load_config`)."""
     config = _build(RunConfig, raw, origin, "")
-    _validate(config, origin)
+    _validate(config, origin, import_models)
     return config
 
 
@@ -263,7 +270,7 @@ def _need(ok: bool, origin: str, key: str, expected: str, value: Any) -> None:
         raise CnnlabError(f"{origin}: {key} must be {expected}, got {_show(value)}")
 
 
-def _validate(config: RunConfig, origin: str) -> None:
+def _validate(config: RunConfig, origin: str, import_models: bool = True) -> None:
     """Every key's range (types are :func:`_coerce`'s); dict values are stored coerced."""
     _need(
         0 < len(config.name) <= NAME_MAX and config.name.isprintable(),
@@ -286,7 +293,7 @@ def _validate(config: RunConfig, origin: str) -> None:
         if value not in allowed:
             raise CnnlabError(f"{origin}: {key} must be one of {', '.join(allowed)}, got {value!r}")
     lines_size = _validate_data(config, origin)
-    _validate_model(config, origin)
+    _validate_model(config, origin, import_models)
     _validate_train(config, origin, augment_shift_max(config, lines_size))
 
 
@@ -370,11 +377,12 @@ def _holdout(spec: dict[str, Any], dataset: str, lines: Any, origin: str) -> dic
         raise CnnlabError(f"{origin}: {exc}") from None
 
 
-def _validate_model(config: RunConfig, origin: str) -> None:
-    """``model.name``: a registered family, or an import path (imported now: errors come early);
-    a ``<given> ...`` name (a module given to ``train``) is refused only when it is rebuilt."""
+def _validate_model(config: RunConfig, origin: str, import_models: bool) -> None:
+    """``model.name``: a registered family, or an import path (imported now, errors come early;
+    with ``import_models`` False only its form is checked); a ``<given> ...`` name (a module
+    given to ``train``) is refused only when it is rebuilt."""
     from cnnlab.models import model_names
-    from cnnlab.models.registry import GIVEN, is_import_path, resolve_factory
+    from cnnlab.models.registry import GIVEN, check_import_path, is_import_path, resolve_factory
 
     name = config.model.get("name")
     if not isinstance(name, str):
@@ -386,7 +394,7 @@ def _validate_model(config: RunConfig, origin: str) -> None:
         return
     if is_import_path(name):
         try:
-            resolve_factory(name)
+            check_import_path(name) if not import_models else resolve_factory(name)
         except CnnlabError as exc:
             raise CnnlabError(f"{origin}: {exc}") from None
         return

@@ -26,8 +26,9 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import jsonable
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
-from cnnlab.models.registry import given_model_name, materialized
+from cnnlab.models.registry import given_model_name, is_import_path, materialized
 from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
+from cnnlab.runfolder.trust import record_trust, require_trust
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
 from cnnlab.training.config import (
     RunConfig,
@@ -142,6 +143,7 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         config = _read_run_config(run_dir)
+        RunFolder(run_dir).require_resumable()
         state = _resume_state(RunFolder(run_dir))
     else:
         if not isinstance(config, RunConfig):
@@ -151,11 +153,7 @@ def train(
         else:  # built in Python: checked as a config file would be
             config = config_from_dict(config.to_dict(), "config")
         run_dir = Path(out) if out is not None else default_run_dir(config)
-        if RunFolder(run_dir).config.exists():
-            raise CnnlabError(
-                f"{run_dir} already holds a run; choose another --out, or continue it with "
-                f"--resume {run_dir}"
-            )
+        RunFolder(run_dir).check_creatable()  # before the data is loaded; again when made
         state = None
     if device is not None:
         config = config_from_dict({**config.to_dict(), "device": device}, "--device")
@@ -165,10 +163,11 @@ def train(
     if torch_device.type == "cuda" and dist.enabled:
         torch_device = torch.device("cuda", dist.local_rank)
     progress = Progress(enabled=not quiet and dist.is_main)
-    lock = RunFolder(run_dir).lock() if dist.is_main else contextlib.nullcontext()
+    # a resumed run is held from the start; a new one from when its folder is made, whole
+    lock = RunFolder(run_dir).lock() if resume and dist.is_main else contextlib.nullcontext()
     try:
-        with lock:
-            return _train(config, run_dir, state, torch_device, dist, progress, model)
+        with lock, contextlib.ExitStack() as held:  # held: a new run's folder, once made
+            return _train(config, run_dir, state, torch_device, dist, progress, model, resume, held)
     finally:
         shutdown_distributed()
 
@@ -208,9 +207,14 @@ def continue_run(
     return state
 
 
-def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
+def _train(config, run_dir, state, device, dist, progress, given, resume, held) -> Run:
     torch.manual_seed(config.seed)
     dataset = prepare_dataset(config)
+    if dataset.num_classes < 2:
+        raise CnnlabError(
+            f"{dataset.name}: {dataset.num_classes} class ({', '.join(dataset.class_names)}); "
+            "a classifier needs at least 2 classes to learn anything"
+        )
     shape = (dataset.channels, dataset.num_classes, dataset.image_size)
     if given is None:
         model_options = {k: v for k, v in config.model.items() if k != "name"}
@@ -223,7 +227,7 @@ def _train(config, run_dir, state, device, dist, progress, given=None) -> Run:
     position = engine.restore(state) if state is not None else Position()
     info = _run_info(config, dataset, engine, dist.world_size)
     if dist.is_main:
-        _prepare_folder(run_dir, config, info, resumed=state is not None)
+        _prepare_folder(run_dir, config, info, state is not None, resume is not None, held)
         progress.message(
             f"{'Resuming' if state else 'Training'} {config.model['name']} "
             f"({info.model['parameters']:,d} parameters) on {dataset.name}: "
@@ -352,28 +356,51 @@ def _run_info(config: RunConfig, dataset: ImageDataset, engine: Engine, world: i
     )
 
 
-def _prepare_folder(run_dir: Path, config: RunConfig, info: RunInfo, resumed: bool) -> None:
+def _prepare_folder(
+    run_dir: Path,
+    config: RunConfig,
+    info: RunInfo,
+    resumed: bool,
+    existing: bool,
+    held: contextlib.ExitStack,
+) -> None:
+    """A new run's folder made whole (config and run.json) and held for the training; an
+    existing one (held already) marked running, or begun again where it never reached a
+    checkpoint."""
     folder = RunFolder(run_dir)
-    try:
-        folder.checkpoints.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CnnlabError(
-            f"--out {run_dir}: cannot create the run folder ({exc.strerror})"
-        ) from None
-    if resumed:
+
+    def fill(new: RunFolder) -> None:
+        new.checkpoints.mkdir()
+        save_config(config, new.config)
+        new.write_info(info)
+
+    if not existing:
+        held.enter_context(folder.create(fill))
+        if is_import_path(config.model["name"]):  # this user's code, trained here: trusted
+            record_trust(run_dir, folder.config, config.model["name"])
+    elif resumed:
         folder.set_status("running")
-        return
-    save_config(config, folder.config)
-    folder.write_info(info)
+    else:  # --resume of a run stopped before its first checkpoint: it starts again
+        try:
+            folder.checkpoints.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CnnlabError(f"{run_dir}: cannot write the run folder ({exc.strerror})") from None
+        save_config(config, folder.config)
+        folder.write_info(info)
 
 
 def _read_run_config(run_dir: Path) -> RunConfig:
+    """A run folder's config, read as data: the code it names is imported later, and only
+    where the user trusts the folder (:mod:`cnnlab.runfolder.trust`)."""
     folder = RunFolder(run_dir)
     if not run_dir.is_dir():
         raise CnnlabError(f"{run_dir}: no such run folder")
     if not folder.config.is_file():
         raise CnnlabError(f"{run_dir}: not a run folder (no {folder.config.name})")
-    return load_config(folder.config)
+    config = load_config(folder.config, import_models=False)
+    if is_import_path(config.model["name"]):
+        require_trust(run_dir, folder.config, config.model["name"])
+    return config
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
