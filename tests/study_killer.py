@@ -22,10 +22,14 @@ EPOCHS = 3
 
 
 def write_slow_study(
-    folder: Path, mnist_dir: Path, seeds: tuple[int, ...] = (0, 1), both: bool = True
+    folder: Path,
+    mnist_dir: Path,
+    seeds: tuple[int, ...] = (0, 1),
+    both: bool = True,
+    epochs: int = EPOCHS,
 ) -> Path:
     """Two variants (one without ``both``) x ``seeds`` of a narrower part1 on 1,000 MNIST
-    images, 3 epochs (about half a second each on one thread)."""
+    images, ``epochs`` epochs (about half a second each on one thread)."""
     spec = {
         "name": "slow",
         "base": "part1-mnist",
@@ -33,7 +37,7 @@ def write_slow_study(
             "data.mnist_dir": str(mnist_dir),
             "data.train_limit": 1000,
             "data.test_limit": 200,
-            "train.epochs": EPOCHS,
+            "train.epochs": epochs,
             "train.batch_size": 50,
             "model.dense_units": 256,
         },
@@ -72,13 +76,13 @@ class Killer(threading.Thread):
         return sorted(self.runs.iterdir()) if self.runs.is_dir() else []
 
 
-def check_each_run_trained_once(runs: Path, names: list[str]) -> None:
+def check_each_run_trained_once(runs: Path, names: list[str], epochs: int = EPOCHS) -> None:
     """Every run finished with each epoch in its history once."""
     for name in names:
         assert _status(runs / name) == "finished", name
         with open(runs / name / "history.csv") as handle:
-            epochs = [row["epoch"] for row in csv.DictReader(handle)]
-        assert epochs == [str(e) for e in range(1, EPOCHS + 1)], (name, epochs)
+            trained = [row["epoch"] for row in csv.DictReader(handle)]
+        assert trained == [str(e) for e in range(1, epochs + 1)], (name, trained)
 
 
 def history_without_times(folder: Path) -> list[dict[str, str]]:

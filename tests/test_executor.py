@@ -23,6 +23,7 @@ from cnnlab.cli import main
 from cnnlab.execution import LocalExecutor, Task, make_executor
 from cnnlab.execution.base import Place
 from cnnlab.execution.worker import call
+from cnnlab.runfolder import RunFolder
 from cnnlab.study import run_study
 
 RUNS = ["base-seed0", "kernel-5-seed0", "base-seed1", "kernel-5-seed1"]
@@ -49,26 +50,34 @@ def test_a_killed_worker_process_has_its_run_resumed(tmp_path: Path, mnist_dir: 
 
 
 def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path: Path, mnist_dir: Path) -> None:
-    path, out = write_slow_study(tmp_path, mnist_dir), tmp_path / "out"
+    """Ctrl-C once the first run has saved its first epoch (the event waited for; no timing):
+    the study stops, says how to continue, leaves every run folder whole and no run marked
+    running, and the same command finishes each run with each epoch trained once. Six epochs a
+    run leave the stop five epochs of the first runs (and two whole runs) to land in."""
+    epochs = 6
+    path, out = write_slow_study(tmp_path, mnist_dir, epochs=epochs), tmp_path / "out"
     command = [sys.executable, "-m", "cnnlab", "study", str(path), "--out", str(out)]
     command += ["--jobs", "2", "--threads", "1"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(out.glob("runs/*/checkpoints/last.pt")):
-        time.sleep(0.05)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("runs/*/checkpoints/last.pt")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.02)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
-    output, _ = process.communicate(timeout=180)
+    output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output
     assert "stopping: the runs in progress save a checkpoint" in output
     assert "Run the same command again to continue" in output
-    statuses = {d.name: (d / "run.json").read_text() for d in (out / "runs").iterdir()}
-    assert sum('"finished"' in s for s in statuses.values()) < 4, statuses  # it stopped
-    assert not any('"running"' in s for s in statuses.values()), statuses  # nobody left behind
+    runs = sorted((out / "runs").iterdir())
+    assert all(RunFolder(d).info.is_file() for d in runs), runs  # whole, or not there at all
+    statuses = {d.name: RunFolder(d).recorded_status() for d in runs}
+    assert list(statuses.values()).count("finished") < 4, statuses  # it stopped
+    assert "running" not in statuses.values(), statuses  # nobody left behind
     summary = run_study(path, out=out, jobs=2, threads=1, quiet=True)
     assert summary["runs_done"] == 4
-    check_each_run_trained_once(out / "runs", RUNS)
+    check_each_run_trained_once(out / "runs", RUNS, epochs)
 
 
 def test_a_worker_refuses_a_job_folder_it_does_not_see(tmp_path: Path) -> None:

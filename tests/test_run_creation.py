@@ -191,3 +191,45 @@ def test_resume_removes_what_a_killed_checkpoint_write_left(tmp_path: Path) -> N
     assert not any(p.exists() for p in left)
     assert mine.exists()
     assert folder.recorded_status() == "finished"
+
+
+def test_a_run_being_trained_is_not_advised_resume(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cut"
+    tiny(out)
+    folder = RunFolder(out)
+    folder.weights.unlink()
+    folder.set_status("running")
+    with folder.lock():  # a training holds it now
+        assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert "the run is training now (in use by cnnlab (pid" in err and "--resume" not in err
+        assert main(["train", "--resume", str(out)]) == 2
+        assert "in use by cnnlab (pid" in capsys.readouterr().err
+    folder.set_status("interrupted")
+    assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 2
+    assert f"finish it first with cnnlab train --resume {out}" in capsys.readouterr().err
+
+
+def test_resume_of_a_finished_run_is_refused_and_changes_nothing(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cut"
+    tiny(out)
+    folder = RunFolder(out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "the run is finished" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == before
+    assert folder.state() == "trained"
+    folder.set_status("diverged")
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "the run diverged" in capsys.readouterr().err
+
+
+def test_a_one_class_dataset_is_refused_before_a_folder_is_made(tmp_path: Path) -> None:
+    import numpy as np
+
+    data = tmp_path / "one.npz"
+    np.savez(data, images=np.zeros((20, 1, 8, 8), np.uint8), labels=np.zeros(20, np.int64))
+    overrides = (f"data.dataset={data}", "data.image_size=8", "train.epochs=1")
+    with pytest.raises(CnnlabError, match=r"1 class .*needs at least 2 classes"):
+        train("part1-mnist", out=tmp_path / "run", overrides=overrides, quiet=True)
+    assert not (tmp_path / "run").exists()

@@ -52,7 +52,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _cannot_write(path: Path, exc: OSError) -> CnnlabError:
-    return CnnlabError(f"{path}: cannot write there ({exc.strerror or exc})")
+    why = (
+        "a part of the path is a file, not a folder"
+        if isinstance(exc, FileExistsError | NotADirectoryError)
+        else exc.strerror or str(exc)
+    )
+    return CnnlabError(f"{path}: cannot write there ({why})")
 
 
 @contextlib.contextmanager
