@@ -110,3 +110,13 @@ def test_bad_requests_are_one_line(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were missing
     assert main(["export", str(runs["part1-mnist"])]) == 2
     assert "pip install 'cnnlab[export]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["/proc/x.pt2", "{run}/config.yaml/x.pt2"])
+def test_an_output_that_cannot_be_written_is_one_line(
+    runs: dict[str, Path], where: str, capsys
+) -> None:
+    out = where.format(run=runs["part1-mnist"])
+    assert main(["export", str(runs["part1-mnist"]), "--format", "pt2", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cnnlab: error: {out}: cannot write there (") and err.count("\n") == 1

@@ -37,3 +37,15 @@ def test_ctrl_c_during_start_up_says_one_line(tmp_path: Path, delay: float) -> N
         assert err in ("", "cnnlab: interrupted\n"), err
     else:  # it had finished
         assert "total" in out
+
+
+def test_the_package_loads_lazily_and_its_verbs_stay_functions() -> None:
+    code = (
+        "import sys, cnnlab; assert 'torch' not in sys.modules, 'torch imported'; "
+        "import cnnlab.predict, cnnlab.reproduce; from cnnlab import predict, reproduce, train; "
+        "assert callable(predict) and callable(reproduce) and callable(cnnlab.predict); "
+        "print(sorted(set(cnnlab.__all__) - set(dir(cnnlab))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # every public name is there

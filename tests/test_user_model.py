@@ -250,6 +250,7 @@ def test_a_local_module_trains_but_cannot_be_loaded_again(tmp_path: Path) -> Non
     for verb in (load_run, evaluate_run):
         with pytest.raises(CnnlabError, match=r"cannot be rebuilt.*importable module"):
             verb(tmp_path / "local")
+    (tmp_path / "local" / "model.safetensors").unlink()  # as if stopped after a checkpoint
     with pytest.raises(CnnlabError, match="cannot be rebuilt"):
         train(None, resume=tmp_path / "local", quiet=True)  # type: ignore[arg-type]
     with pytest.raises(CnnlabError, match=r"must be a torch\.nn\.Module"):

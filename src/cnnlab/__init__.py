@@ -13,6 +13,8 @@ command start without loading torch until a verb needs it.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError
@@ -55,6 +57,20 @@ if TYPE_CHECKING:
     from cnnlab.runfolder.trust import trusting_code
     from cnnlab.study import run_study
     from cnnlab.training import load_run, train
+
+
+class _Package(types.ModuleType):
+    """``cnnlab`` itself: ``predict`` and ``reproduce`` are functions here although submodules
+    share their names. Importing such a submodule sets the package's attribute to the module;
+    the function is kept instead, as ``from cnnlab import predict`` expects."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _WHERE and _WHERE[name].endswith(name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
