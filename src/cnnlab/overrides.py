@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,19 @@ import yaml
 from cnnlab.errors import CnnlabError
 
 EXAMPLE = "train.lr=0.01"
+YAML_ERRORS = (yaml.YAMLError, ValueError, RecursionError, KeyError, IndexError, AttributeError)
+"""What ``yaml.safe_load`` raises for text it cannot read: besides YAMLError, ValueError (a
+number too long, a date that does not exist), RecursionError (nesting too deep), and KeyError,
+IndexError or AttributeError from PyYAML's constructors for some tagged scalars (``!!bool maybe``,
+``!!int ''``, ``!!timestamp x``)."""
+MAX_VALUES = 100_000
+"""The most values (scalars, lists and mappings, counted as often as aliases repeat them) one
+YAML document or ``--set`` value may hold: a few hundred bytes of anchors and aliases can stand
+for billions ("billion laughs"), which every later copy, check or message would expand."""
+MAX_DEPTH = 100
+"""The deepest nesting of lists and mappings one YAML document or ``--set`` value may hold:
+copying, saving and printing a config recurse once a level (Python stops at 1000)."""
+_INT_LIMIT = 10**4300  # Python's default limit on printing an int: 4300 digits
 
 
 def parse_set(items: Iterable[str], origin: str, example: str = EXAMPLE) -> dict[str, Any]:
@@ -41,10 +55,11 @@ def parse_set(items: Iterable[str], origin: str, example: str = EXAMPLE) -> dict
         parsed.pop(key, None)
         try:
             parsed[key] = _yaml_value(value)
-        except (ValueError, RecursionError) as exc:  # a number too long, nesting too deep
+        except YAML_ERRORS as exc:  # a number too long, nesting too deep, a tag it cannot read
             raise CnnlabError(
-                f"{_prefix(origin)}--set {key!r}: not a readable value ({one_line(exc)})"
+                f"{_prefix(origin)}--set {key!r}: not a readable value ({_yaml_problem(exc)})"
             ) from None
+        check_value(parsed[key], f"{_prefix(origin)}--set {key!r}")
     return parsed
 
 
@@ -76,8 +91,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], origin: s
             if not isinstance(target, dict):
                 section = ".".join(parts[:depth])
                 raise CnnlabError(
-                    f"{_prefix(origin)}{key}: {section} is {target!r}, not a section "
-                    "that holds keys"
+                    f"{_prefix(origin)}{shown(key)}: {shown(section)} is {short_repr(target)}, "
+                    "not a section that holds keys"
                 )
         target[parts[-1]] = copy.deepcopy(value)
 
@@ -111,7 +126,7 @@ def read_source(
     None for a preset. ``kind`` and ``preset`` word the error, which lists the presets.
     """
     path = Path(source)
-    if path.is_file():
+    if _is_file(path):
         return read_text(path, f"a {kind}"), str(path), path
     names = preset_names(folder)
     if str(source) in names:
@@ -127,7 +142,7 @@ def load_yaml_mapping(text: str, origin: str, what: str) -> dict[str, Any]:
     """YAML text whose top level is a mapping of ``what`` (an empty document is ``{}``)."""
     try:
         raw = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+    except YAML_ERRORS as exc:
         long = re.search(r"[0-9]{4301,}", text)  # Python's limit on int() of text
         if long:
             line = text.count("\n", 0, long.start()) + 1
@@ -135,7 +150,8 @@ def load_yaml_mapping(text: str, origin: str, what: str) -> dict[str, Any]:
                 f"{origin}: line {line}: a number of {len(long.group())} digits; "
                 "at most 4300 can be read"
             ) from None
-        raise CnnlabError(f"{origin}: not valid YAML ({one_line(exc)})") from None
+        raise CnnlabError(f"{origin}: not valid YAML ({_yaml_problem(exc)})") from None
+    check_value(raw, origin)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -153,9 +169,53 @@ def check_known(raw: Mapping[Any, Any], keys: Iterable[str], origin: str, prefix
     if unknown:
         section = f" in {prefix.rstrip('.')}" if prefix else ""
         raise CnnlabError(
-            f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"{origin}: unknown key(s) {', '.join(shown(prefix + k) for k in unknown)}; "
             f"valid keys{section}: {', '.join(keys)}"
         )
+
+
+def check_value(value: Any, where: str) -> None:
+    """Refuse what YAML builds but nothing here can take: a value that contains itself (an
+    alias inside its own anchor), one of over :data:`MAX_VALUES` values once aliases are
+    expanded, lists and mappings nested over :data:`MAX_DEPTH` deep, an int of over 4300
+    digits (``0x`` + 3600 digits: Python cannot print it). Linear in the distinct values,
+    however far aliases expand them."""
+    sizes: dict[int, int] = {}  # id -> expanded size, of the lists and mappings done
+    open_: set[int] = set()  # ids of the lists and mappings being walked (the ancestors)
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, done = stack.pop()
+        if done:
+            open_.discard(id(item))
+            sizes[id(item)] = 1 + sum(sizes.get(id(c), 1) for c in _children(item))
+            if sizes[id(item)] > MAX_VALUES:
+                raise CnnlabError(
+                    f"{where}: over {MAX_VALUES:,} values, counting each alias (*name) as "
+                    "often as it repeats its anchor; expected plain values"
+                )
+        elif isinstance(item, list | tuple | set | dict):
+            if id(item) in open_:
+                raise CnnlabError(
+                    f"{where}: a value that contains itself (an alias inside its own anchor)"
+                )
+            if len(open_) >= MAX_DEPTH:
+                raise CnnlabError(
+                    f"{where}: lists or mappings nested over {MAX_DEPTH} deep; expected plain "
+                    "values"
+                )
+            if id(item) not in sizes:
+                open_.add(id(item))
+                stack.append((item, True))
+                stack.extend((child, False) for child in _children(item))
+        elif isinstance(item, int) and abs(item) >= _INT_LIMIT:
+            raise CnnlabError(
+                f"{where}: a number of {item.bit_length()} bits, over 4300 digits; "
+                "at most 4300 can be read"
+            )
+
+
+def _children(item: Any) -> list[Any]:
+    return [*item, *item.values()] if isinstance(item, dict) else list(item)
 
 
 def _yaml_value(value: str) -> Any:
@@ -163,6 +223,21 @@ def _yaml_value(value: str) -> Any:
         return yaml.safe_load(value)
     except yaml.YAMLError:
         return value
+
+
+def _yaml_problem(exc: BaseException) -> str:
+    """What was wrong with YAML text, in words (PyYAML's constructors raise bare KeyErrors ...)."""
+    if isinstance(exc, KeyError | IndexError | AttributeError):
+        return f"a tagged value such as !!bool or !!int that cannot be read: {one_line(exc)}"
+    return one_line(exc)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name cannot be looked up at all (too long ...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def read_text(path: Path, what: str) -> str:
@@ -183,6 +258,37 @@ def read_text(path: Path, what: str) -> str:
 
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def shown(text: str) -> str:
+    """``text`` for a one-line message: as it is, or quoted (``repr``) when it holds a line
+    break or another character that does not print."""
+    return text if text.isprintable() else repr(text)
+
+
+class _Short(reprlib.Repr):
+    """reprlib's repr, which stops at a few items per level; ints too long to print named."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother = 3, 60, 60
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 4
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:
+            return f"<a {x.bit_length()}-bit number>"
+
+
+_SHORT = _Short()
+
+
+def short_repr(value: Any, most: int = 80) -> str:
+    """``repr(value)`` on one line of at most about ``most`` characters, cut short as it is made
+    (a few hundred bytes of YAML with aliases can hold millions of items)."""
+    text = " ".join(_SHORT.repr(value).split())
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _prefix(origin: str) -> str:

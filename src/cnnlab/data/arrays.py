@@ -17,7 +17,7 @@ import torch
 
 from cnnlab.data.dataset import ImageDataset, Split, stratified_split
 from cnnlab.data.images import MAX_DATASET_BYTES, conform_array
-from cnnlab.data.npzio import read_npz
+from cnnlab.data.npzio import ZIP_ERRORS, read_npz
 from cnnlab.errors import CnnlabError
 
 OPTIONAL = ("class_names", "split")
@@ -28,7 +28,7 @@ def is_image_npz(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except ZIP_ERRORS:
         return False  # the loader that reads it says what is wrong
     return {"images.npy", "labels.npy"} <= names
 

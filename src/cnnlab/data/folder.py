@@ -11,6 +11,7 @@ folder with an image suffix count; hidden files and folders are skipped.
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 
 from cnnlab.data.cache import decode_cached
 from cnnlab.data.dataset import ImageDataset, Split, stratified_split
-from cnnlab.data.images import IMAGE_SUFFIXES, image_files
+from cnnlab.data.images import IMAGE_SUFFIXES, image_files, shown
 from cnnlab.errors import CnnlabError
 
 SPLIT_FOLDERS = ("train", "test", "val")
@@ -30,8 +31,15 @@ def sort_class_names(names: set[str] | Sequence[str]) -> tuple[str, ...]:
     """Class names in a stable order: numerically when all are whole numbers, else by text."""
     unique = set(names)
     if unique and all(n.isdecimal() for n in unique):
-        return tuple(sorted(unique, key=lambda n: (int(n), n)))
+        return tuple(sorted(unique, key=lambda n: (*_number_key(n), n)))
     return tuple(sorted(unique))
+
+
+def _number_key(name: str) -> tuple[int, str]:
+    """A whole number's order as (digit count, digits), as int(name) orders it: int() refuses
+    names of over 4300 digits (a CSV label can be that long)."""
+    digits = "".join(str(unicodedata.decimal(c)) for c in name).lstrip("0")
+    return len(digits), digits
 
 
 def is_image_folder(root: Path) -> bool:
@@ -61,8 +69,8 @@ def load_folder(
         train_classes = _class_files(split_dirs["train"])
         test_classes = _class_files(split_dirs["test"])
         if set(train_classes) != set(test_classes):
-            only_train = ", ".join(sorted(set(train_classes) - set(test_classes))) or "none"
-            only_test = ", ".join(sorted(set(test_classes) - set(train_classes))) or "none"
+            only_train = _names(set(train_classes) - set(test_classes))
+            only_test = _names(set(test_classes) - set(train_classes))
             raise CnnlabError(
                 f"{root}: train/ and test/ hold different classes (only in train/: "
                 f"{only_train}; only in test/: {only_test})"
@@ -73,9 +81,7 @@ def load_folder(
             parts["val"] = _class_files(split_dirs["val"])
             unknown = sorted(set(parts["val"]) - set(names))
             if unknown:
-                raise CnnlabError(
-                    f"{split_dirs['val']}: classes not in train/: {', '.join(unknown)}"
-                )
+                raise CnnlabError(f"{split_dirs['val']}: classes not in train/: {_names(unknown)}")
         files, labels, part_of = [], [], []
         for part, classes in parts.items():
             for index, name in enumerate(names):
@@ -111,6 +117,11 @@ def load_folder(
     )
 
 
+def _names(names: set[str] | list[str]) -> str:
+    """Class names for a one-line message, sorted."""
+    return ", ".join(shown(name) for name in sorted(names)) or "none"
+
+
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     """Class name -> its image files, for each visible sub-folder; empty classes are refused."""
     dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -124,8 +135,8 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
         files = image_files(d)
         if not files:
             raise CnnlabError(
-                f"{d}: class folder with no images ({', '.join(IMAGE_SUFFIXES)} files directly "
-                "inside it)"
+                f"{shown(d)}: class folder with no images ({', '.join(IMAGE_SUFFIXES)} files "
+                "directly inside it)"
             )
         classes[d.name] = files
     return classes

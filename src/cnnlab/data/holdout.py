@@ -16,6 +16,7 @@ import torch
 
 from cnnlab.data.dataset import ImageDataset, Split, decode_factors
 from cnnlab.errors import CnnlabError
+from cnnlab.overrides import short_repr, shown
 
 HOLDOUT_KEYS = ("combinations", "random_fraction")
 
@@ -28,7 +29,7 @@ def check_holdout(
     factor ``levels``, every factor and level named exists."""
     if not isinstance(spec, Mapping):
         raise CnnlabError(f"data.holdout must be a mapping ({', '.join(HOLDOUT_KEYS)})")
-    unknown = sorted(str(k) for k in set(spec) - set(HOLDOUT_KEYS))
+    unknown = sorted(shown(str(k)) for k in set(spec) - set(HOLDOUT_KEYS))
     if unknown:
         raise CnnlabError(
             f"data.holdout: unknown key(s) {', '.join(unknown)}; valid: {', '.join(HOLDOUT_KEYS)}"
@@ -42,11 +43,13 @@ def check_holdout(
     ):
         raise CnnlabError(
             "data.holdout.combinations must be a list of mappings of factor to level, e.g. "
-            f"[{{color: blue, width: 3}}], got {combinations!r}"
+            f"[{{color: blue, width: 3}}], got {short_repr(combinations)}"
         )
     fraction = spec.get("random_fraction", 0.0)
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
-        raise CnnlabError(f"data.holdout.random_fraction must be a number, got {fraction!r}")
+        raise CnnlabError(
+            f"data.holdout.random_fraction must be a number, got {short_repr(fraction)}"
+        )
     if not 0.0 <= fraction < 1.0:  # NaN too
         raise CnnlabError(f"data.holdout.random_fraction must be in [0, 1), got {fraction}")
     if not combinations and not fraction:
@@ -55,12 +58,13 @@ def check_holdout(
         for factor, value in combination.items():
             if factor not in levels:
                 raise CnnlabError(
-                    f"data.holdout: no factor {factor!r}; factors: {', '.join(levels)}"
+                    f"data.holdout: no factor {short_repr(factor)}; factors: {', '.join(levels)}"
                 )
             names = [str(v) for v in levels[factor]]
             if str(value) not in names:
                 raise CnnlabError(
-                    f"data.holdout: {factor} has no level {value!r}; levels: {', '.join(names)}"
+                    f"data.holdout: {factor} has no level {short_repr(value)}; levels: "
+                    f"{', '.join(names)}"
                 )
     return {**spec, **({"random_fraction": float(fraction)} if "random_fraction" in spec else {})}
 

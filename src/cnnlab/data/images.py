@@ -43,6 +43,13 @@ _GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
+def shown(path: Path | str) -> str:
+    """A path or name for a one-line message: as it is, or quoted with escapes (``repr``) when
+    it holds a line break or another character that does not print."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def image_files(folder: Path) -> list[Path]:
     """The image files directly in ``folder`` (by suffix, hidden files skipped), sorted."""
     with os.scandir(folder) as entries:  # is_file() from the directory entry: no stat call
@@ -75,11 +82,12 @@ def open_image(file: Path, *, load: bool = True) -> Iterator[Any]:
                 yield picture
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise CnnlabError(
-            f"{file}: too many pixels to decode safely: {exc} (Pillow's MAX_IMAGE_PIXELS is "
+            f"{shown(file)}: too many pixels to decode safely: {exc} (Pillow's MAX_IMAGE_PIXELS is "
             f"{Image.MAX_IMAGE_PIXELS})"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError) as exc:
-        raise CnnlabError(f"{file}: not a readable image ({exc})") from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CnnlabError(f"{shown(file)}: not a readable image ({reason})") from None
 
 
 def is_grey(picture: Any) -> bool:
@@ -104,7 +112,7 @@ def conform(
     from PIL import Image
 
     if channels not in (1, 3):
-        raise CnnlabError(f"{file}: {channels} channels requested; only 1 (grey) or 3 (RGB)")
+        raise CnnlabError(f"{shown(file)}: {channels} channels requested; only 1 (grey) or 3 (RGB)")
     scaled = False
     if picture.mode in _SIXTEEN_BIT or (picture.mode == "I" and picture.format == "PNG"):
         wide = np.asarray(picture, dtype=np.uint32)
@@ -112,7 +120,7 @@ def conform(
         scaled = True
     elif picture.mode in ("I", "F"):
         raise CnnlabError(
-            f"{file}: 32-bit {'integer' if picture.mode == 'I' else 'float'} pixels "
+            f"{shown(file)}: 32-bit {'integer' if picture.mode == 'I' else 'float'} pixels "
             "are not supported; expected 8-bit or 16-bit grey, or 8-bit colour"
         )
     if picture.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
@@ -222,7 +230,8 @@ def _target_size(
     first = headers[0][0]
     k = next(i for i, (size, _) in enumerate(headers) if size != first)
     raise CnnlabError(
-        f"{what}: images differ in size ({files[0]} is {first[1]}x{first[0]}, {files[k]} is "
+        f"{what}: images differ in size ({shown(files[0])} is {first[1]}x{first[0]}, "
+        f"{shown(files[k])} is "
         f"{headers[k][0][1]}x{headers[k][0][0]}, {len(sizes)} sizes in all); "
         "set data.image_size to resize them all (e.g. --set data.image_size=64)"
     )

@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnlab.data.dataset import ImageDataset, compose_factors
 from cnnlab.data.folder import build_dataset, sort_class_names
+from cnnlab.data.images import shown
 from cnnlab.errors import CnnlabError
 
 RESERVED = ("path", "split")
@@ -69,10 +70,10 @@ def load_manifest(
             else [n for n, v in zip(label_columns, labels, strict=True) if not v]
         )
         if empty:
-            raise CnnlabError(f"{path}: line {line} has an empty {empty[0]}")
+            raise CnnlabError(f"{path}: line {line} has an empty {shown(empty[0])}")
         full = base / file
-        if not full.is_file():
-            raise CnnlabError(f"{path}: line {line}: {full} does not exist")
+        if not _is_file(full):
+            raise CnnlabError(f"{path}: line {line}: {shown(full)} does not exist")
         if "split" in column:
             part = row[column["split"]].strip()
             if part not in PARTS:
@@ -131,6 +132,14 @@ def _label_columns(path: Path, header: list[str]) -> list[str]:
     return labels
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system cannot look up (one too long ...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _indices(levels: tuple[str, ...], values: tuple[str, ...]) -> np.ndarray:
     """Each value's position in ``levels``."""
     position = {level: k for k, level in enumerate(levels)}
@@ -145,14 +154,14 @@ def _check_every_class_has_images(
     present = np.bincount(targets, minlength=len(names)) > 0
     if parts:
         present = np.bincount(targets[np.asarray(parts) == "train"], minlength=len(names)) > 0
-    missing = [names[k] for k in np.flatnonzero(~present)]
+    missing = [shown(names[k]) for k in np.flatnonzero(~present)]
     if not missing:
         return
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     if factored and not parts:
         where = "every combination of the label columns is a class"
     elif factored:
         where += "; every combination of the label columns is a class"
     raise CnnlabError(
-        f"{path}: label(s) {shown} have no training images ({where}); every class needs some"
+        f"{path}: label(s) {listed} have no training images ({where}); every class needs some"
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import lzma
 import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,6 +18,20 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: same arrays, same bytes
 MAX_NPZ_BYTES = 1 << 32
 """The most uncompressed array data one ``.npz`` may hold when read: 4 GiB, about 13 times
 the study's 96,000-image ``lines.npz`` (about 300 MB with its masks)."""
+ZIP_ERRORS = (
+    OSError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    ValueError,  # a UnicodeDecodeError of a member's name too
+    NotImplementedError,  # a compression method or a zip feature zipfile lacks
+    RuntimeError,  # an encrypted member
+)
+"""What :mod:`zipfile` and the decompressors raise for archives they cannot read."""
+_HEADER_ERRORS = (TypeError, tokenize.TokenError, OverflowError)
+"""What numpy raises besides ValueError for ``.npy`` headers it cannot read: ``{[]: 1}``
+(unhashable), ``[`` (its fallback tokenizer), a dimension past 2**63."""
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
@@ -48,7 +64,7 @@ def read_npz(
             members = _members(path, archive)
             missing = [name for name in required if name not in members]
             if missing:
-                found = ", ".join(members) or "none"
+                found = ", ".join(_shown(name) for name in members) or "none"
                 raise CnnlabError(f"{path}: missing array(s) {', '.join(missing)}; found {found}")
             wanted = {n: members[n] for n in (required if only_required else members)}
             total = sum(info.file_size for info in wanted.values())
@@ -59,8 +75,13 @@ def read_npz(
                     "read here; refusing to load them"
                 )
             return {name: _read_member(path, archive, name, info) for name, info in wanted.items()}
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, ValueError) as exc:
+    except ZIP_ERRORS as exc:
         raise CnnlabError(f"{path}: not a readable .npz archive ({exc})") from None
+
+
+def _shown(name: str) -> str:
+    """A member's name for a one-line message (quoted when it holds a line break ...)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -103,7 +124,7 @@ def _read_member(
             return fmt.read_array(member, allow_pickle=False)
     except MemoryError:
         raise CnnlabError(f"{path}: array {name!r} is too large for the memory here") from None
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, ValueError) as exc:
+    except (*ZIP_ERRORS, *_HEADER_ERRORS) as exc:
         raise CnnlabError(f"{path}: array {name!r} is not readable ({exc})") from None
 
 

@@ -308,7 +308,7 @@ def _check_options(
     unknown = sorted(set(options) - set(valid))
     if unknown and not any_keyword:
         raise CnnlabError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; "
+            f"{where}: unknown option(s) {', '.join(map(_shown, unknown))}; "
             f"valid options: {', '.join(valid) or 'none'}"
         )
     missing = [k for k, v in valid.items() if v is REQUIRED and k not in options]
@@ -316,6 +316,11 @@ def _check_options(
         raise CnnlabError(
             f"{where}: needs option(s) {', '.join(missing)} (set model.{missing[0]}: ...)"
         )
+
+
+def _shown(name: str) -> str:
+    """An option's name for a one-line message: quoted when it does not print."""
+    return name if name.isprintable() else repr(name)
 
 
 def _rebuild_problem(

@@ -26,7 +26,9 @@ family, so a typo fails in one line naming the file and the variant before anyth
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +46,21 @@ from cnnlab.overrides import (
     parse_set,
     preset_names,
     read_source,
+    short_repr,
+    shown,
 )
 from cnnlab.training.config import RunConfig, config_from_dict, load_config
 
 STUDY_KEYS = ("name", "description", "base", "set", "seeds", "target", "baseline", "quick")
 VARIANT_KEYS = ("variants", "grid")
 QUICK_KEYS = ("seeds", "set")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: "$" would let "name\n" in
 _RESERVED = ("seed", "name")  # the study sets these for every run
 PRESETS = "presets/studies"  # the package folder of the study presets
+SLUG_MAX = 40  # the most characters a grid value takes in a variant name
+MAX_RUNS = 10_000
+"""The most runs (variants x seeds) one study may plan: every run's config is built and checked
+before anything trains (a few ms each), and a grid multiplies fast."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,10 @@ def load_study(
     raw = load_yaml_mapping(text, origin, "study keys")
     check_known(raw, (*STUDY_KEYS, *VARIANT_KEYS), origin, "")
     name = raw.get("name", Path(str(source)).stem)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise CnnlabError(f"{origin}: name must be letters, digits, '.', '_' or '-', got {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise CnnlabError(
+            f"{origin}: name must be letters, digits, '.', '_' or '-', got {short_repr(name)}"
+        )
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise CnnlabError(f"{origin}: description must be text")
@@ -164,15 +174,23 @@ def load_study(
     if target is not None and (
         isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
     ):
-        raise CnnlabError(f"{origin}: target must be an accuracy in (0, 1], got {target!r}")
+        raise CnnlabError(
+            f"{origin}: target must be an accuracy in (0, 1], got {short_repr(target)}"
+        )
     variants = _variants(raw, origin)
+    if len(variants) * len(run_seeds) > MAX_RUNS:
+        raise CnnlabError(
+            f"{origin}: {len(variants):,} variants x {len(run_seeds):,} seeds make more than "
+            f"{MAX_RUNS:,} runs; expected at most {MAX_RUNS:,}"
+        )
     baseline = raw.get("baseline")
     names = [v.name for v in variants]
     if baseline is None:
         baseline = "base" if "base" in names else names[0]
     elif baseline not in names:
         raise CnnlabError(
-            f"{origin}: baseline {baseline!r} is not a variant; variants: {', '.join(names)}"
+            f"{origin}: baseline {short_repr(baseline)} is not a variant; "
+            f"variants: {', '.join(names)}"
         )
     base_path = _base_source(base, where)
     base_config = load_config(base_path)
@@ -211,7 +229,8 @@ def _overrides(value: Any, origin: str, where: str) -> dict[str, Any]:
         check_key(key, f"{origin}: {where}")
         if key.split(".")[0] in _RESERVED:
             raise CnnlabError(
-                f"{origin}: {where}: {key} is set by the study for every run (seeds: and name:)"
+                f"{origin}: {where}: {shown(key)} is set by the study for every run "
+                "(seeds: and name:)"
             )
     return dict(value)
 
@@ -224,9 +243,11 @@ def _seeds(value: Any, origin: str, where: str) -> tuple[int, ...]:
         or not value
         or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value)
     ):
-        raise CnnlabError(f"{origin}: {where} must be a list of whole numbers >= 0, got {value!r}")
+        raise CnnlabError(
+            f"{origin}: {where} must be a list of whole numbers >= 0, got {short_repr(value)}"
+        )
     if len(set(value)) != len(value):
-        raise CnnlabError(f"{origin}: {where} lists a seed twice: {value}")
+        raise CnnlabError(f"{origin}: {where} lists a seed twice: {short_repr(value)}")
     return tuple(value)
 
 
@@ -236,9 +257,9 @@ def _variants(raw: dict[str, Any], origin: str) -> list[Variant]:
         raise CnnlabError(f"{origin}: variants must map variant names to overrides")
     variants = []
     for name, overrides in explicit.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise CnnlabError(
-                f"{origin}: variants: {name!r} is not a usable name "
+                f"{origin}: variants: {short_repr(name)} is not a usable name "
                 "(letters, digits, '.', '_' or '-'; it names the run folders)"
             )
         variants.append(Variant(name, _overrides(overrides, origin, f"variants.{name}")))
@@ -262,7 +283,12 @@ def _grid(grid: Any, origin: str) -> list[Variant]:
     _overrides(grid, origin, "grid")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise CnnlabError(f"{origin}: grid: {key} must list at least one value")
+            raise CnnlabError(f"{origin}: grid: {shown(key)} must list at least one value")
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_RUNS:
+        raise CnnlabError(
+            f"{origin}: grid makes {count:,} combinations (variants); at most {MAX_RUNS:,} runs"
+        )
     variants = []
     for combination in itertools.product(*grid.values()):
         overrides = dict(zip(grid, combination, strict=True))
@@ -272,8 +298,14 @@ def _grid(grid: Any, origin: str) -> list[Variant]:
 
 
 def _slug(value: Any) -> str:
+    """``value`` in a variant name: letters, digits and '.'; a long one cut short, kept apart
+    from others by a hash of it (the name names run folders, 255 characters at most)."""
     text = _flow(value) if isinstance(value, list | dict) else str(value)
-    return re.sub(r"[^A-Za-z0-9.]+", "x", text).strip("x") or "x"
+    slug = re.sub(r"[^A-Za-z0-9.]+", "x", text).strip("x") or "x"
+    if len(slug) > SLUG_MAX:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        slug = f"{slug[: SLUG_MAX - 9]}-{digest[:8]}"
+    return slug
 
 
 def _flow(value: Any) -> str:
@@ -284,8 +316,11 @@ def _flow(value: Any) -> str:
 
 
 def _base_source(base: str, folder: Path | None) -> str | Path:
-    if folder is not None and (folder / base).is_file():
-        return folder / base
+    try:
+        if folder is not None and (folder / base).is_file():
+            return folder / base
+    except OSError:  # a name too long to look up: load_config says what is wrong
+        pass
     return base
 
 
@@ -297,7 +332,7 @@ def _run_config(
     study: str,
     origin: str,
 ) -> RunConfig:
-    where = f"{origin}: variants.{variant.name}"
+    where = f"{origin}: variants.{shown(variant.name)}"
     raw = base.to_dict()
     apply_overrides(raw, overrides, f"{origin}: set")
     apply_overrides(raw, variant.overrides, where)

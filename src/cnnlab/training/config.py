@@ -169,6 +169,7 @@ def config_from_dict(
 ) -> RunConfig:
     """Build and validate a :class:`RunConfig`; unknown keys and bad values are refused
     (``import_models``: see :func:`load_config`)."""
+    _overrides.check_value(raw, origin)  # as a YAML file's values are: no bombs, no cycles
     config = _build(RunConfig, raw, origin, "")
     _validate(config, origin, import_models)
     return config
@@ -258,11 +259,7 @@ def _type_name(kind: Any) -> str:
 
 def _show(value: Any) -> str:
     """``repr(value)``, cut short: a message stays one readable line."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        return f"a {value.bit_length()}-bit number"
-    return " ".join(text.split()) if len(text) <= 80 else " ".join(text[:77].split()) + "..."
+    return _overrides.short_repr(value)
 
 
 def _need(ok: bool, origin: str, key: str, expected: str, value: Any) -> None:
@@ -449,7 +446,7 @@ def _validate_train(config: RunConfig, origin: str, shift_max: int) -> None:
                 f"{origin}: train.head_weights must map head names (text) to weights, "
                 f"got the name {_show(head)}"
             )
-        key = f"train.head_weights.{head}"
+        key = f"train.head_weights.{_overrides.shown(head)}"
         weights[head] = _coerce(weight, float, origin, key)
         _need(weights[head] >= 0, origin, key, ">= 0", weights[head])
     t.head_weights = weights
