@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # processes that tests start inherit it.
 os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-test-cache-")
 atexit.register(shutil.rmtree, os.environ["CNNLAB_CACHE"], ignore_errors=True)
+# Ctrl-C as a terminal's foreground job gets it. A shell without job control starts a background
+# command (`pytest ... &`, as CI runners and scripts may) with SIGINT ignored, and every process
+# it starts inherits that: the `cnnlab study` a Ctrl-C test signals would then ignore the Ctrl-C
+# and finish. Python leaves an ignored SIGINT ignored; here it is Python's usual handler again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Their own state folder (the run folders trusted to run code), never the user's.
 os.environ["CNNLAB_STATE"] = tempfile.mkdtemp(prefix="cnnlab-test-state-")
 atexit.register(shutil.rmtree, os.environ["CNNLAB_STATE"], ignore_errors=True)
