@@ -1,6 +1,6 @@
 """Model families, built by name from a registry."""
 
-from cnnlab.models import convnets, multihead  # noqa: F401  (register the families)
+from cnnlab.models import convnets, multihead, resnet  # noqa: F401  (register the families)
 from cnnlab.models.registry import (
     create_model,
     describe,
