@@ -104,7 +104,7 @@ BAD: dict[str, tuple[str, ...]] = {
         "{combinations: [{color: blue}]}",  # mnist has no factors
     ),
     # model
-    "model.name": ("resnet", "1", "[part1]", "{a: 1}", "true", "null", "''"),
+    "model.name": ("resnet9", "1", "[part1]", "{a: 1}", "true", "null", "''"),
     # train
     "train.epochs": (*NOT_INT, "0", "-1", str(EPOCHS_MAX + 1), str(10**23)),
     "train.batch_size": (*NOT_INT, "0", "-1", str(BATCH_MAX + 1), str(10**23)),
@@ -130,6 +130,11 @@ BAD: dict[str, tuple[str, ...]] = {
         "{'': 1}",
     ),
     "train.augment_shift": (*NOT_INT, "-1", "15", "100000", str(10**23)),
+    "train.augment": ("1", "true", "{a: 1}", "flips", "''", "[warp]", "[{hflip: {p: 2}}]", "[[a]]"),
+    "train.ema": (*NOT_NUMBERS, *NOT_FINITE, "-0.1", "1", "1.5"),
+    "train.freeze": ("1", "abc", "true", "{a: 1}", "[1]", "['']", "[null]"),
+    "train.trunk_lr_factor": (*NOT_NUMBERS, *NOT_FINITE, "-0.1", "1.5"),
+    "train.keep": (*NOT_TEXT, "first", "''"),
     "train.precision": (*NOT_TEXT, "fp16", "''"),
     "train.patience": (*NOT_INT, "-1", str(EPOCHS_MAX + 1)),
     "train.min_delta": (*NOT_NUMBERS, *NOT_FINITE, "-0.1", "1", "1.5"),

@@ -143,8 +143,8 @@ def test_nan_loss_stops_with_a_clear_message(
         (("train.optimizer=adamax",), "train.optimizer must be one of adam, adamw, sgd, rmsprop"),
         (("model.depth=3",), "model 'part1': unknown option.*depth; valid options: kernel_size"),
         (
-            ("model.name=resnet",),
-            "model 'resnet' is unknown; known models: convnet, multihead, part1",
+            ("model.name=resnet9",),
+            "model 'resnet9' is unknown; known models: auto, convnet, multihead, part1, resnet",
         ),
         (("data.dataset=cifar",), "dataset 'cifar': expected one of mnist, lines"),
         (("train.precision=fp16",), "train.precision must be one of fp32, bf16, auto"),

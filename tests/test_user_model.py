@@ -329,3 +329,24 @@ def test_flops_and_default_layers_of_any_model() -> None:
     assert training_flops_per_image(nn.Flatten(), 1, (8, 8), batch_size=4) == 0.0
     assert default_layers(TupleOut()) == ["conv", "pool"]
     assert default_layers(FeaturesThenMean()) == ["features.0"]
+
+
+def test_a_user_model_on_top_of_a_preset_drops_the_presets_model_options(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """``--set model.name=...`` on a preset whose model has options (channels, dense ...):
+    those belong to the preset's model and are dropped; options set beside it are kept."""
+    run_dir = tmp_path / "run"
+    run = train(
+        "part2-lines",
+        out=run_dir,
+        overrides=(*TINY, "model.name=mymodels:TinyNet", "model.width=5"),
+        quiet=True,
+    )
+    assert run.model.conv.out_channels == 5
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"] == {
+        "name": "mymodels:TinyNet",
+        "width": 5,
+    }
+    same = load_config("part2-lines", ["model.name=convnet"])
+    assert same.model["channels"] == [32, 64, 128]  # the same model keeps the preset's options

@@ -233,11 +233,16 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser(
         "train",
-        help="train a model from a YAML config or a preset",
+        help="train a model on your images (the default recipe), or from a config or preset",
         description="Train a model. CONFIG is a YAML file or a preset: "
-        f"{', '.join(preset_names())}.",
+        f"{', '.join(preset_names())}; or DATA (a folder of images, a .csv or .npz, mnist, "
+        "lines): the default recipe (preset 'default': a net chosen for the image size, a "
+        "validation split choosing the weights kept, one-cycle AdamW, label smoothing, "
+        "label-safe augmentation), the run named after the data.",
     )
-    train.add_argument("config", nargs="?", metavar="CONFIG", help="YAML file or preset name")
+    train.add_argument(
+        "config", nargs="?", metavar="CONFIG|DATA", help="YAML file, preset name, or data"
+    )
     train.add_argument(
         "--set",
         dest="overrides",
@@ -485,6 +490,7 @@ def _errors(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from cnnlab.training import train
+    from cnnlab.training.recipe import is_data_source, recipe_config
 
     if (args.config is None) == (args.resume is None):
         raise CnnlabError("give either CONFIG (a YAML file or preset) or --resume RUN_DIR")
@@ -493,10 +499,13 @@ def _train(args: argparse.Namespace) -> int:
             "--resume continues a run as it was: --set, --out and --tensorboard do not apply"
         )
     board = ("train.tensorboard=true",) if args.tensorboard else ()
+    config, overrides = args.config, (*args.overrides, *board)
+    if config is not None and is_data_source(config):  # your own images: the default recipe
+        config, overrides = recipe_config(config, overrides), ()
     train(
-        args.config,
+        config,
         out=args.out,
-        overrides=(*args.overrides, *board),
+        overrides=overrides,
         resume=args.resume,
         quiet=args.quiet,
         device=args.device,

@@ -100,6 +100,9 @@ class ImageDataset:
     provenance: dict[str, Any] = field(default_factory=dict)
     val: Split | None = None
     """Images held out of training to choose on (best checkpoint), never the test split."""
+    upright: bool = False
+    """The classes change meaning when a picture is mirrored or turned (digits, letters):
+    augmentation refuses flips and rotations (:mod:`cnnlab.data.factors`)."""
 
     def __post_init__(self) -> None:
         for part in (self.test, *((self.val,) if self.val is not None else ())):
@@ -158,10 +161,17 @@ def normalize(
     images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float32, standardised per channel (``mean``, ``std`` on [0, 1])."""
+    return standardize(images.float().div_(255.0), mean, std)
+
+
+def standardize(
+    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """float (N, C, H, W) on [0, 1] -> standardised per channel (``mean``, ``std`` on [0, 1])."""
     shape = (1, len(mean), 1, 1)
     m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape)
     s = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape)
-    return (images.float().div_(255.0) - m).div_(s)
+    return (images - m).div_(s)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

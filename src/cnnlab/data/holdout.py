@@ -117,6 +117,7 @@ def apply_holdout(dataset: ImageDataset, spec: dict[str, Any], seed: int) -> Ima
         test=test,
         class_names=dataset.class_names,
         factor_levels=dataset.factor_levels,
+        upright=dataset.upright,
         provenance={
             **dataset.provenance,
             "holdout": {**spec, "classes": [dataset.class_names[i] for i in held.tolist()]},

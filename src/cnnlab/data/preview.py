@@ -109,3 +109,42 @@ def write_png_tree(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def captioned_grid(
+    images: np.ndarray, captions: list[str], path: str | Path, title: str = "", columns: int = 8
+) -> Path:
+    """Save (N, H, W, C) uint8 images (C = 1 or 3) as a PNG grid, each with its caption."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    columns = min(columns, max(n, 1))
+    rows = max(1, math.ceil(n / columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.3 + 0.4, rows * 1.45 + 0.6), squeeze=False
+    )
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n:
+            ax.axis("off")
+            continue
+        image = images[k]
+        ax.imshow(
+            image[..., 0] if image.shape[-1] == 1 else image,
+            cmap="gray",
+            vmin=0,
+            vmax=255,
+            interpolation="nearest",
+        )
+        ax.set_title(captions[k], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png", facecolor="white")
+    plt.close(fig)
+    return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,9 @@ def _load_arrays(
     lines: dict[str, Any] | None,
 ) -> ImageDataset:
     """MNIST, Lines (generated or saved) or an IDX folder: data with a fixed size."""
-    if text == "mnist":
-        return load_mnist(mnist_dir, split=mnist_split, seed=seed)
+    if text == "mnist":  # digits: a mirrored 2 is no 2
+        digits = load_mnist(mnist_dir, split=mnist_split, seed=seed)
+        return dataclasses.replace(digits, upright=True)
     if text == "lines":
         return generate_lines(lines_config(**{"seed": seed, **(lines or {})})).to_dataset()
     if path.suffix == ".npz" or (path.is_dir() and (path / "lines.npz").is_file()):

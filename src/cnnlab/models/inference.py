@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.data.dataset import normalize
+from cnnlab.data.dataset import normalize, standardize
 from cnnlab.models.fusion import inference_model
 
 
@@ -24,6 +24,10 @@ class Preprocess:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> normalised float32."""
         return normalize(images, self.mean, self.std)
+
+    def standardize(self, images: torch.Tensor) -> torch.Tensor:
+        """float (N, C, H, W) on [0, 1] (an augmented batch) -> normalised."""
+        return standardize(images, self.mean, self.std)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

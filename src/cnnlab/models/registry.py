@@ -144,6 +144,17 @@ def create_model(
     return materialized(model, in_channels, size)
 
 
+INIT_FROM = "init_from"
+"""``model.init_from``: weights to start from (:mod:`cnnlab.training.finetune`), not an option
+of the model's factory."""
+
+
+def build_options(model_section: dict[str, Any]) -> dict[str, Any]:
+    """The options a config's ``model`` section passes to the model's factory: all but
+    ``name`` and ``init_from``."""
+    return {k: v for k, v in model_section.items() if k not in ("name", INIT_FROM)}
+
+
 def check_model_options(name: str, options: dict[str, Any]) -> None:
     """Refuse options ``name``'s factory cannot take, before any data is loaded (as
     :func:`create_model` would)."""

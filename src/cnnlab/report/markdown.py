@@ -25,8 +25,9 @@ def cell(text: str) -> str:
 
 
 def markdown_summary(records: Sequence[RunRecord]) -> str:
-    """The comparison table (one row per run), then each run's headline metrics (and its best
-    localisation score, when ``cnnlab visualize --score`` measured them)."""
+    """The comparison table (one row per run), then each run's headline metrics, its
+    augmentation (when it trained with one) and its best localisation score (when
+    ``cnnlab visualize --score`` measured them)."""
     columns = comparison_columns(records)
     lines = [
         "# cnnlab report",
@@ -43,6 +44,8 @@ def markdown_summary(records: Sequence[RunRecord]) -> str:
     for record in records:
         lines += ["", f"## {cell(record.label)}", ""]
         lines += [f"- {cell(line)}" for line in headline(record)]
+        if record.augment_text not in (None, "none"):
+            lines.append(f"- trained with augmentation: train.augment {cell(record.augment_text)}")
         inside = inside_line(record.pictures.scores if record.pictures else None)
         if inside:
             lines.append(f"- {cell(inside)}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import Pictures, RunFolder, RunInfo, read_json, read_metrics
 from cnnlab.runfolder.records import format_of
@@ -37,6 +39,32 @@ class RunRecord:
     errors: dict[str, Any] | None = None
     """The error analysis of the test split (``errors.json``), with ``folder`` added: where
     its pictures are."""
+    augmented: Path | None = None
+    """The grid of augmented training images training drew (None: none, as without
+    augmentation or for an older run)."""
+
+    @property
+    def augment(self) -> str | list[Any] | None:
+        """``train.augment`` of the run's config (None when the config has none: an older
+        run)."""
+        try:
+            config = yaml.safe_load(self.config_text)
+        except yaml.YAMLError:
+            return None
+        train = config.get("train") if isinstance(config, dict) else None
+        value = train.get("augment") if isinstance(train, dict) else None
+        return value if isinstance(value, str | list) else None
+
+    @property
+    def augment_text(self) -> str | None:
+        """``train.augment`` written plainly (``standard``; ``hflip, noise(std=0.05)``), or
+        None when the config has none."""
+        value = self.augment
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        return ", ".join(_augment_item(item) for item in value) or "none"
 
     @property
     def class_names(self) -> list[str]:
@@ -165,6 +193,17 @@ class RunRecord:
         ]
 
 
+def _augment_item(item: Any) -> str:
+    """One item of a ``train.augment`` list: ``hflip``, ``noise(std=0.05, p=1.0)``."""
+    if isinstance(item, dict) and len(item) == 1:
+        name, params = next(iter(item.items()))
+        shown = ", ".join(
+            f"{k}={v}" for k, v in (params.items() if isinstance(params, dict) else ())
+        )
+        return f"{name}({shown})" if shown else str(name)
+    return str(item)
+
+
 def result_row(metrics: dict[str, Any]) -> dict[str, Any]:
     """The few numbers a metrics file gives for one row of the "Tested on other data" table."""
     heads = metrics.get("heads") or {}
@@ -229,6 +268,7 @@ def read_run(run_dir: Path, label: str) -> RunRecord:
         transfers=tuple(read_metrics(path) for path in folder.transfer_metrics()),
         **dict(zip(("pictures", "pictures_problem"), pictures_of(folder), strict=True)),
         errors=_errors_of(folder),
+        augmented=folder.augmented if folder.augmented.is_file() else None,
     )
 
 

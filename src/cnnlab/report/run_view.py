@@ -51,6 +51,16 @@ class Holdout:
 
 
 @dataclass(frozen=True)
+class Augmented:
+    """What the net saw: the grid of augmented training images training drew, and the
+    augmentation in effect."""
+
+    figure: Figure
+    augment: str | None
+    """``train.augment`` written plainly; None when the config has none."""
+
+
+@dataclass(frozen=True)
 class Metrics:
     """The test metrics: overall numbers, averages, the data check and a held-out note."""
 
@@ -134,6 +144,8 @@ class RunView:
     holdout: Holdout | None
     provenance: Table
     config_text: str
+    augmented: Augmented | None
+    """The augmented training images; None when the run folder has none."""
     curves: list[Figure]
     """Accuracy and loss curves; empty when the run has no ``history.csv``."""
     multihead: bool
@@ -160,6 +172,7 @@ def run_view(index: int, record: RunRecord, fig_dir: Path, svg: bool = False) ->
         holdout=holdout_view(record),
         provenance=provenance_table(record),
         config_text=record.config_text,
+        augmented=augmented_view(record),
         curves=curve_figures(record, fig_dir, stem, svg),
         multihead=bool(record.heads),
         metrics=metrics_view(record),
@@ -186,6 +199,15 @@ def curve_figures(record: RunRecord, fig_dir: Path, stem: str, svg: bool = False
 def curve_row(paths: Sequence[Path], label: str) -> list[Figure]:
     """Figures of learning curves (``...-accuracy.png``, ``...-loss.png``) of ``label``."""
     return [figure(p, f"{p.stem.rsplit('-', 1)[-1]} curves of {label}") for p in paths]
+
+
+def augmented_view(record: RunRecord) -> Augmented | None:
+    """The run's grid of augmented training images (None without one: no augmentation, or a
+    run older than the grid)."""
+    if record.augmented is None:
+        return None
+    alt = f"Augmented training images of {record.label}, with their labels"
+    return Augmented(figure(record.augmented, alt), record.augment_text)
 
 
 def holdout_view(record: RunRecord) -> Holdout | None:

@@ -80,6 +80,7 @@ CHECKPOINTS = "checkpoints"
 VISUALIZE = "visualize"
 EXPORT = "export"
 TENSORBOARD = "tensorboard"
+AUGMENTED = "augmented.png"
 LOCK = ".cnnlab-lock"
 CREATING = ".creating-"
 """Infix of the temporary sibling a new run folder is made in (:meth:`RunFolder.create`)."""
@@ -135,9 +136,12 @@ class RunFolder:
     visualize = _File(VISUALIZE)
     """Where ``cnnlab visualize`` writes by default, and where the report looks."""
     export = _File(EXPORT)
+    """Where ``cnnlab export`` writes by default (``model.onnx``, ``model.pt2``, their cards)."""
     tensorboard = _File(TENSORBOARD)
     """TensorBoard's event files, with ``train.tensorboard``."""
-    """Where ``cnnlab export`` writes by default (``model.onnx``, ``model.pt2``, their cards)."""
+    augmented = _File(AUGMENTED)
+    """A grid of training images as the net saw them under ``train.augment``, with their
+    (possibly relabelled) classes; written when the run starts."""
     lock_file = _File(LOCK)
 
     @contextlib.contextmanager

@@ -142,6 +142,8 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
     """Build every variant's model for its data: parameters and training FLOPs per image."""
     from cnnlab.models import create_model, parameter_count
     from cnnlab.models.flops import training_flops_per_image
+    from cnnlab.models.registry import build_options
+    from cnnlab.training.recipe import resolve_model
     from cnnlab.training.run import prepare_dataset
 
     shapes: dict[str, tuple[int, int, tuple[int, int], int]] = {}
@@ -160,7 +162,8 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
                 len(data.train),
             )
         channels, classes, size, factor_levels, train_images = shapes[key]
-        options = {k: v for k, v in config.model.items() if k != "name"}
+        config = resolve_model(config, channels, classes, size)  # model.name auto
+        options = build_options(config.model)
         try:
             model = create_model(
                 config.model["name"], channels, classes, size, factor_levels, **options

@@ -59,7 +59,16 @@ class TrainConfig:
     :mod:`cnnlab.training.precision`. ``patience`` > 0 stops early: after that many epochs
     whose validation accuracy did not beat the best by more than ``min_delta``; the run then
     keeps the weights of its best epoch on validation (it needs a validation split).
+    ``keep``: ``last`` (the last epoch's weights; ``best`` with early stopping) or ``best``
+    (the epoch best on validation).
     ``tensorboard`` also logs the run for TensorBoard (:mod:`cnnlab.training.tensorboard`).
+    ``augment``: a named set (``none``, ``light``, ``standard``, ``strong``, ``degrade``) or a
+    list of operations and sets (:mod:`cnnlab.training.augment`), applied to every training
+    batch after ``augment_shift``. ``ema`` > 0 keeps an exponential moving average of the
+    weights with that decay per step (e.g. 0.999) and evaluates, saves and chooses with it.
+    ``freeze``: names (or name prefixes) of the model's layers whose weights do not train;
+    ``trunk_lr_factor`` multiplies the rate of every layer but the classifier head (fine-tuning,
+    see ``model.init_from``).
     """
 
     epochs: int = 10
@@ -75,10 +84,15 @@ class TrainConfig:
     label_smoothing: float = 0.0
     head_weights: dict[str, Any] = field(default_factory=dict)
     augment_shift: int = 0
+    augment: str | list = "none"
+    ema: float = 0.0
+    freeze: list = field(default_factory=list)
+    trunk_lr_factor: float = 1.0
     eval_batch_size: int = 256
     precision: str = "fp32"
     patience: int = 0
     min_delta: float = 0.0
+    keep: str = "last"
     tensorboard: bool = False
 
 
@@ -99,11 +113,16 @@ class RunConfig:
 
 PRESETS = "presets"  # the package folder of the run-config presets
 
+AUTO_MODEL = "auto"
+"""``model.name`` asking for a net chosen for the data once it is loaded
+(:func:`cnnlab.training.recipe.resolve_model`)."""
+
 CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd", "rmsprop"),
     "train.scheduler": ("none", "step", "exponential", "cosine", "onecycle"),
     "train.loss": ("cross_entropy", "mse"),
     "train.precision": ("fp32", "bf16", "auto"),
+    "train.keep": ("last", "best"),
     "data.mnist_split": ("study", "official"),
 }
 
@@ -148,8 +167,22 @@ def load_config(
     :mod:`cnnlab.runfolder.trust`)."""
     text, origin, _ = _overrides.read_source(source, PRESETS, "config")
     raw = _overrides.load_yaml_mapping(text, origin, "config keys")
-    _overrides.apply_overrides(raw, _overrides.parse_set(overrides, origin), f"{origin}: --set")
+    changes = _overrides.parse_set(overrides, origin)
+    _drop_other_models_options(raw, changes)
+    _overrides.apply_overrides(raw, changes, f"{origin}: --set")
     return config_from_dict(raw, origin, import_models=import_models)
+
+
+def _drop_other_models_options(raw: dict[str, Any], changes: dict[str, Any]) -> None:
+    """A ``--set model.name=...`` naming another model than the file's: the file's model
+    options belong to its model, so they are dropped, not passed on to the new one (options
+    given with ``--set model.<option>`` are kept)."""
+    name = changes.get("model.name")
+    model = raw.get("model")
+    if name is None or not isinstance(model, dict) or model.get("name") == name:
+        return
+    kept = ("init_from",)  # about where the weights come from, not the architecture
+    raw["model"] = {k: v for k, v in model.items() if k in kept}
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -229,7 +262,7 @@ def _coerce(value: Any, kind: Any, origin: str, key: str) -> Any:
                 return number
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if base in (str, bool, dict) and isinstance(value, base):
+        if base in (str, bool, dict, list) and isinstance(value, base):
             return value
     expected = " or ".join(_type_name(o) for o in options)
     raise CnnlabError(f"{origin}: {key} must be {expected}, got {_show(value)}")
@@ -382,12 +415,13 @@ def _validate_model(config: RunConfig, origin: str, import_models: bool) -> None
     from cnnlab.models.registry import GIVEN, check_import_path, is_import_path, resolve_factory
 
     name = config.model.get("name")
+    known = ", ".join(sorted((AUTO_MODEL, *model_names())))
     if not isinstance(name, str):
         raise CnnlabError(
-            f"{origin}: model.name must be a model name ({', '.join(model_names())}) or an "
+            f"{origin}: model.name must be a model name ({known}) or an "
             f"import path package.module:factory, got {_show(name)}"
         )
-    if name.startswith(GIVEN):
+    if name.startswith(GIVEN) or name == AUTO_MODEL:
         return
     if is_import_path(name):
         try:
@@ -397,8 +431,8 @@ def _validate_model(config: RunConfig, origin: str, import_models: bool) -> None
         return
     if name not in model_names():
         raise CnnlabError(
-            f"{origin}: model.name: model {name!r} is unknown; known models: "
-            f"{', '.join(model_names())}, or an import path package.module:factory"
+            f"{origin}: model.name: model {name!r} is unknown; known models: {known}, or an "
+            "import path package.module:factory"
         )
 
 
@@ -439,6 +473,28 @@ def _validate_train(config: RunConfig, origin: str, shift_max: int) -> None:
         f"in 0..{shift_max} px for dataset {config.data.dataset} (at most half the image side)",
         t.augment_shift,
     )
+    _need(0 <= t.ema < 1, origin, "train.ema", "in [0, 1) (0: off; e.g. 0.999)", t.ema)
+    _need(
+        0 <= t.trunk_lr_factor <= 1,
+        origin,
+        "train.trunk_lr_factor",
+        "in [0, 1] (the trunk's rate as a fraction of train.lr)",
+        t.trunk_lr_factor,
+    )
+    for i, name in enumerate(t.freeze):
+        _need(
+            isinstance(name, str) and name != "",
+            origin,
+            f"train.freeze[{i}]",
+            "a layer name or name prefix (text, e.g. features.conv1)",
+            name,
+        )
+    from cnnlab.training.augment import check_augment
+
+    try:
+        t.augment = check_augment(t.augment)
+    except CnnlabError as exc:
+        raise CnnlabError(f"{origin}: {exc}") from None
     weights = {}
     for head, weight in t.head_weights.items():
         if not isinstance(head, str) or not head:

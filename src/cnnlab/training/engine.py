@@ -16,6 +16,7 @@ from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.models.fusion import inference_model
 from cnnlab.models.inference import Preprocess
 from cnnlab.runfolder import RunFolder
+from cnnlab.training.augment import Augmenter, expand, random_shift
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.config import RunConfig
 from cnnlab.training.distributed import Distributed
@@ -47,16 +48,9 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Te
     return torch.randperm(n, generator=generator).to(device)
 
 
-def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by a random whole number of pixels in [-max_shift, max_shift]."""
-    n, _, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(images.device)
-    rows = (torch.arange(h, device=images.device)[None, :] + offsets[0][:, None])[:, None, :, None]
-    cols = (torch.arange(w, device=images.device)[None, :] + offsets[1][:, None])[:, None, None, :]
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
+def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    """The generator of a batch's augmentation: fixed by (seed, epoch, batch) alone."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 100_003 + batch)
 
 
 class Engine:
@@ -105,11 +99,19 @@ class Engine:
             for name, split in (("val", dataset.val), ("test", dataset.test))
             if split is not None
         }
+        if self.t.keep == "best" and "val" not in self.evaluated:
+            raise CnnlabError(
+                "train.keep best: the best epoch is chosen on the validation split, and this "
+                "data has none; set data.val_fraction (e.g. 0.1)"
+            )
         if self.t.patience and "val" not in self.evaluated:
             raise CnnlabError(
                 f"train.patience {self.t.patience}: early stopping watches the validation "
                 "split, and this data has none; set data.val_fraction (e.g. 0.1)"
             )
+        self.augmenter = Augmenter(expand(self.t.augment), dataset, device)
+        for note in self.augmenter.notes:
+            progress.message(note)
         self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), self.t)
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
@@ -298,19 +300,39 @@ class Engine:
     def _step(self, index: torch.Tensor, epoch: int, batch: int) -> tuple[float, torch.Tensor]:
         images = self.train_images.index_select(0, index)
         targets = {k: v.index_select(0, index) for k, v in self.train_targets.items()}
-        if self.t.augment_shift > 0:
-            generator = torch.Generator().manual_seed(
-                (self.config.seed * 1_000_003 + epoch) * 100_003 + batch
-            )
-            images = random_shift(images, self.t.augment_shift, generator)
+        mix = None
+        if self.t.augment_shift > 0 or self.augmenter.active:
+            generator = batch_generator(self.config.seed, epoch, batch)
+            if self.t.augment_shift > 0:
+                images = random_shift(images, self.t.augment_shift, generator)
+            if self.augmenter.active:
+                unit, targets, mix = self.augmenter(index, images, targets, generator)
+                images = self.preprocess.standardize(unit)
+        inputs = self._input(images) if images.dtype == torch.uint8 else images
         with autocast(self.precision, self.device):
-            outputs = self.trained(self._input(images))
-        loss, sums = self.objective.score(as_float(outputs), targets)
+            outputs = self.trained(inputs.contiguous(memory_format=torch.channels_last))
+        loss, sums = self._score(as_float(outputs), targets, mix)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         return float(loss.detach()), sums
+
+    def _score(
+        self,
+        outputs: Any,
+        targets: dict[str, torch.Tensor],
+        mix: tuple[torch.Tensor, float] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective on a batch; on a mixed batch (mixup, cutmix) the blend of the scores
+        against both images' targets, in the mixing's shares."""
+        loss, sums = self.objective.score(outputs, targets)
+        if mix is None:
+            return loss, sums
+        perm, share = mix
+        other = {k: v.index_select(0, perm) for k, v in targets.items()}
+        loss_b, sums_b = self.objective.score(outputs, other)
+        return share * loss + (1 - share) * loss_b, share * sums + (1 - share) * sums_b
 
     def _zeros(self) -> torch.Tensor:
         return torch.zeros(3 + len(self.objective.extra), dtype=torch.float64)

@@ -63,9 +63,11 @@ def lr_find(
     """Run the range test for ``config`` (a config, YAML file or preset, with ``overrides``)
     on its model (or ``model``, whose weights are restored afterwards)."""
     from cnnlab.models import create_model
+    from cnnlab.models.registry import build_options
     from cnnlab.training.distributed import Distributed
     from cnnlab.training.engine import Engine, epoch_order
     from cnnlab.training.progress import Progress
+    from cnnlab.training.recipe import resolve_model
     from cnnlab.training.run import prepare_dataset, resolve_device
 
     if not (steps >= 2 and 0 < lr_min < lr_max and math.isfinite(lr_max)):
@@ -78,7 +80,8 @@ def lr_find(
     torch.manual_seed(config.seed)
     dataset = prepare_dataset(config)
     if model is None:
-        options = {k: v for k, v in config.model.items() if k != "name"}
+        config = resolve_model(config, dataset.channels, dataset.num_classes, dataset.image_size)
+        options = build_options(config.model)
         model = create_model(
             config.model["name"],
             dataset.channels,

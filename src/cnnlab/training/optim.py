@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,18 +15,38 @@ from cnnlab.training.config import TrainConfig
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+LR_FACTOR = "cnnlab_lr_factor"
+"""Attribute of a parameter whose rate is ``train.lr`` times it (fine-tuning's trunk,
+:func:`cnnlab.training.finetune.scale_lr`); a parameter without it trains at ``train.lr``."""
+
+
+def param_groups(params: Iterable[nn.Parameter], lr: float) -> list[dict[str, Any]]:
+    """``params`` that train (``requires_grad``) in one group per rate, each with its ``lr``:
+    the highest rate first (the one the history's ``lr`` column shows), each group in the
+    parameters' order. One group when no parameter has its own :data:`LR_FACTOR`."""
+    by_factor: dict[float, list[nn.Parameter]] = {}
+    for p in params:
+        if p.requires_grad:
+            by_factor.setdefault(float(getattr(p, LR_FACTOR, 1.0)), []).append(p)
+    return [
+        {"params": group, "lr": lr * factor}
+        for factor, group in sorted(by_factor.items(), key=lambda item: -item[0])
+    ]
+
+
 def build_optimizer(params: Iterable[nn.Parameter], t: TrainConfig) -> torch.optim.Optimizer:
-    """Adam/AdamW use the fused CPU/GPU kernel: one pass over the weights per step."""
-    params = list(params)
+    """Adam/AdamW use the fused CPU/GPU kernel: one pass over the weights per step. Frozen
+    parameters (``requires_grad`` False) are left out; see :func:`param_groups` for the rates."""
+    groups = param_groups(params, t.lr)
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
+        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay, fused=True)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
+        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay, fused=True)
     if t.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True
+            groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True
         )
-    return torch.optim.RMSprop(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return torch.optim.RMSprop(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
 def lr_factor(t: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -54,6 +75,8 @@ def lr_factor(t: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule as one factor of every group's own rate (one-cycle peaks at each group's
+    ``lr``: the trunk's at ``train.lr * train.trunk_lr_factor``)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(t, steps_per_epoch))
 
 

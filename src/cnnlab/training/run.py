@@ -26,9 +26,17 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import jsonable
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
-from cnnlab.models.registry import given_model_name, is_import_path, materialized
+from cnnlab.models.registry import (
+    INIT_FROM,
+    build_options,
+    given_model_name,
+    is_import_path,
+    materialized,
+)
 from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.runfolder.trust import record_trust, require_trust
+from cnnlab.training import finetune
+from cnnlab.training.augment import write_preview
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
 from cnnlab.training.config import (
     RunConfig,
@@ -40,6 +48,7 @@ from cnnlab.training.config import (
 from cnnlab.training.distributed import init_distributed, shutdown_distributed
 from cnnlab.training.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
 from cnnlab.training.progress import Progress
+from cnnlab.training.recipe import resolve_model
 from cnnlab.training.tensorboard import BoardLog
 from cnnlab.version import __version__
 
@@ -154,6 +163,8 @@ def train(
             config = config_from_dict(config.to_dict(), "config")
         run_dir = Path(out) if out is not None else default_run_dir(config)
         RunFolder(run_dir).check_creatable()  # before the data is loaded; again when made
+        if config.model.get(INIT_FROM) is not None:
+            finetune.check_source(config.model[INIT_FROM])
         state = None
     if device is not None:
         config = config_from_dict({**config.to_dict(), "device": device}, "--device")
@@ -217,15 +228,22 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
         )
     shape = (dataset.channels, dataset.num_classes, dataset.image_size)
     if given is None:
-        model_options = {k: v for k, v in config.model.items() if k != "name"}
-        model = create_model(config.model["name"], *shape, dataset.factor_levels, **model_options)
-    else:  # recorded as how it can be rebuilt (or why it cannot)
+        config = resolve_model(config, *shape)  # model.name auto: a net for this data
+        options = build_options(config.model)
+        model = create_model(config.model["name"], *shape, dataset.factor_levels, **options)
+    else:  # recorded as how it can be rebuilt (or why it cannot), with what it started from
         model = materialized(given, dataset.channels, dataset.image_size)
-        recorded = {**config.to_dict(), "model": {"name": given_model_name(given, *shape)}}
+        start = {k: v for k, v in config.model.items() if k == INIT_FROM}
+        name = given_model_name(given, *shape)
+        recorded = {**config.to_dict(), "model": {"name": name, **start}}
         config = config_from_dict(recorded, "train(model=...)")
+    resumed = RunFolder(run_dir).read_info().model if state is not None else None
+    tuning = finetune.prepare(model, config, dataset.channels, dataset.image_size, resumed)
     engine = Engine(config, dataset, model, device, dist, run_dir, progress)
     position = engine.restore(state) if state is not None else Position()
     info = _run_info(config, dataset, engine, dist.world_size)
+    if tuning.record is not None:
+        info = info.replace(model={**info.model, INIT_FROM: tuning.record})
     if dist.is_main:
         _prepare_folder(run_dir, config, info, state is not None, resume is not None, held)
         progress.message(
@@ -238,6 +256,12 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
             + (f", {dist.world_size} processes" if dist.enabled else "")
             + (f", from epoch {position.epoch + 1}" if state else "")
         )
+        for line in tuning.lines:
+            progress.message(line)
+        if engine.augmenter.active:
+            progress.message(f"Augmentation: {engine.augmenter.describe()}")
+            if state is None:  # what the net sees, for the report
+                write_preview(engine.augmenter, RunFolder(run_dir).augmented, config.seed)
         warning = overlap_warning(info.data_check)
         if warning:
             progress.message(warning)
@@ -291,8 +315,9 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
         if board is not None:  # the hyper-parameters beside the metrics, in the same run
             BoardLog(folder.tensorboard).finish(config.to_dict(), kept)
         kept_from = (
-            f" (early stopping: the weights of epoch {int(kept['epoch'])}, the best on validation)"
-            if config.train.patience
+            f" ({'early stopping: ' if config.train.patience else ''}the weights of epoch "
+            f"{int(kept['epoch'])}, the best on validation)"
+            if config.train.patience or config.train.keep == "best"
             else ""
         )
         progress.message(
@@ -312,7 +337,7 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
 def _keep_best(engine: Engine, position: Position, folder: RunFolder) -> dict[str, float]:
     """With early stopping, put the best epoch's weights (on validation) back into the model;
     the history row of the epoch whose weights the run keeps."""
-    if not engine.t.patience:
+    if not (engine.t.patience or engine.t.keep == "best"):
         return position.history[-1]
     best = engine.best_epoch(position.history)
     engine.model.load_state_dict(load_checkpoint(folder.checkpoint("best"))["model"])
@@ -412,7 +437,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     info = folder.read_info()
     preprocess = Preprocess.from_dict(info.preprocess)
     class_names = info.dataset.class_names
-    options = {k: v for k, v in config.model.items() if k != "name"}
+    options = build_options(config.model)
     try:
         model = create_model(
             config.model["name"],
