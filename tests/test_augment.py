@@ -271,10 +271,13 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 
 
+WITH_EMA = (*TINY, "train.ema=0.9")
+
+
 def test_training_with_augmentation_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
     """An interrupted run with flips, quarter turns, the degrade set and mixup, resumed,
     equals the uninterrupted one bit for bit: every batch's draws are fixed by (seed, epoch,
-    batch) alone."""
+    batch) alone. The weights' moving average (train.ema) resumes with them."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     calls = {"augment": 0, "step": 0}
     original_call, original_step = Augmenter.__call__, Engine._step
@@ -284,7 +287,7 @@ def test_training_with_augmentation_resumes_exactly(tmp_path: Path, monkeypatch)
         return original_call(self, *args)
 
     monkeypatch.setattr(Augmenter, "__call__", counted)
-    train("part1-lines", out=whole, overrides=TINY, quiet=True)
+    train("part1-lines", out=whole, overrides=WITH_EMA, quiet=True)
     assert calls["augment"] == 1 + 2 * 27  # the grid of what the net saw, then every step
 
     def step(self, index, epoch, batch):
@@ -296,7 +299,7 @@ def test_training_with_augmentation_resumes_exactly(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(Engine, "_step", step)
     with pytest.raises(CnnlabError, match="interrupted in epoch 2"):
-        train("part1-lines", out=cut, overrides=TINY, quiet=True)
+        train("part1-lines", out=cut, overrides=WITH_EMA, quiet=True)
     monkeypatch.undo()
     train(None, resume=cut, quiet=True)
     wa, wc = weights(whole), weights(cut)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -91,3 +92,33 @@ def test_keep_best_needs_a_validation_split(pictures: Path, tmp_path: Path) -> N
             out=tmp_path / "run",
             quiet=True,
         )
+
+
+def test_weight_ema_is_what_is_evaluated_chosen_and_kept(tmp_path: Path) -> None:
+    """With train.ema the moving average of the weights is evaluated every epoch, chosen
+    (keep best) and saved; the trained weights go on in the checkpoint for a resume."""
+    from safetensors.torch import load_file
+
+    from cnnlab.evaluate import evaluate_run
+    from cnnlab.training.checkpoint import load_checkpoint
+
+    out = tmp_path / "ema"
+    overrides = (
+        "data.dataset=lines",
+        "data.lines={per_class: 8, test_fraction: 0.25}",
+        "data.val_fraction=0.2",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.ema=0.9",
+        "train.keep=best",
+    )
+    run = train("part1-lines", out=out, overrides=overrides, quiet=True)
+    folder = RunFolder(out)
+    saved = load_file(str(folder.weights))
+    best = load_checkpoint(folder.checkpoint("best"))
+    average = {k.removeprefix("module."): v for k, v in best["ema"].items() if k != "n_averaged"}
+    assert saved.keys() == average.keys()
+    assert all(torch.equal(saved[k], average[k]) for k in saved)
+    assert not all(torch.equal(saved[k], best["model"][k]) for k in saved)  # not the trained
+    kept = next(r for r in run.history if r["epoch"] == best["epoch"])
+    assert evaluate_run(out)["accuracy"] == pytest.approx(kept["test_acc"], abs=1e-5)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError, Interrupted
@@ -114,6 +115,13 @@ class Engine:
             progress.message(note)
         self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), self.t)
+        self.ema = (  # train.ema: the weights' moving average, what is evaluated and kept
+            AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(self.t.ema), use_buffers=True
+            )
+            if self.t.ema > 0
+            else None
+        )
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
         parts = ("train", *self.evaluated)
         self.columns = (
@@ -124,9 +132,25 @@ class Engine:
             *(f"{part}_{name}" for part in parts for name in self.objective.extra),
         )
 
+    @property
+    def kept(self) -> nn.Module:
+        """The model whose weights are evaluated, chosen and saved: the moving average with
+        ``train.ema``, else the trained model."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def keep_weights_of(self, state: dict[str, Any]) -> None:
+        """Put a checkpoint's kept weights (its moving average with ``train.ema``) back."""
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        else:
+            self.model.load_state_dict(state["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+
     # -- state ----------------------------------------------------------------------------
     def state(self, position: Position) -> dict[str, Any]:
         return {
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -143,6 +167,8 @@ class Engine:
         damaged one, is one :class:`CnnlabError`."""
         try:
             self.model.load_state_dict(state["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
@@ -316,6 +342,8 @@ class Engine:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return float(loss.detach()), sums
 
     def _score(
@@ -357,8 +385,8 @@ class Engine:
     @torch.inference_mode()
     def evaluate(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sums of the objective over a whole split (all processes), in large batches."""
-        self.model.eval()
-        model = inference_model(self.model, self.device)  # exact, built for speed
+        self.kept.eval()
+        model = inference_model(self.kept, self.device)  # exact, built for speed
         index = self.dist.shard(torch.arange(images.shape[0], device=self.device))
         totals = self._zeros()
         for start in range(0, index.numel(), self.t.eval_batch_size):

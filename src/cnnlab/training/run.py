@@ -294,7 +294,7 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
             board.close()
     kept = _keep_best(engine, position, folder)
     if dist.is_main:
-        save_weights(folder.weights, engine.model)
+        save_weights(folder.weights, engine.kept)
         folder.write_history(position.history, HISTORY_COLUMNS)
         info = folder.read_info().finish(
             train_seconds=sum(r["seconds"] for r in position.history),
@@ -328,7 +328,7 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
         run_dir,
         config,
         position.history,
-        engine.model.eval(),
+        engine.kept.eval(),
         engine.preprocess,
         dataset.class_names,
     )
@@ -340,7 +340,7 @@ def _keep_best(engine: Engine, position: Position, folder: RunFolder) -> dict[st
     if not (engine.t.patience or engine.t.keep == "best"):
         return position.history[-1]
     best = engine.best_epoch(position.history)
-    engine.model.load_state_dict(load_checkpoint(folder.checkpoint("best"))["model"])
+    engine.keep_weights_of(load_checkpoint(folder.checkpoint("best")))
     return next(r for r in position.history if int(r["epoch"]) == best)
 
 
