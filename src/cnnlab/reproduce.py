@@ -51,14 +51,17 @@ class Model:
 
 
 MODELS: tuple[Model, ...] = (
-    Model("part1-mnist", 3),
-    Model("part1-lines", 1),
-    Model("part2-mnist", 2),
-    Model("part2-lines", 6),
-    Model("multihead-lines", 4),
-    Model("multihead-lines-plus", 5, beyond=True),
+    Model("part1-mnist", 5),
+    Model("part1-lines", 3),
+    Model("part2-mnist", 4),
+    Model("part2-lines", 8),
+    Model("multihead-lines", 6),
+    Model("multihead-lines-plus", 7, beyond=True),
+    Model("part2-lines-robust", 2, beyond=True),
+    Model("multihead-lines-plus-robust", 1, beyond=True),
 )
-"""The study's models (Task 1 part 1 and 2, Task 2) plus cnnlab's stronger multi-head net, in
+"""The study's models (Task 1 part 1 and 2, Task 2) plus cnnlab's stronger multi-head net and
+the two Lines nets trained with the ``degrade`` augmentation (robust to another rendering), in
 the report's order."""
 
 RUNS: tuple[str, ...] = tuple(m.preset for m in MODELS)

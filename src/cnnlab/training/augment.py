@@ -544,35 +544,51 @@ def _apply_jpeg(
     p: float,
     g: torch.Generator,
 ) -> torch.Tensor:
+    """The chosen images of training ``index`` replaced by their stored JPEG copies."""
     n = images.shape[0]
-    chosen = (torch.rand(n, generator=g) < p).to(images.device)
-    which = torch.randint(len(banks), (n,), generator=g).to(images.device)
+    chosen = torch.rand(n, generator=g) < p
+    which = torch.randint(len(banks), (n,), generator=g)
     out = images
     for b, bank in enumerate(banks):
-        mask = chosen & (which == b)
-        out = _where(mask, bank.index_select(0, index), out)
+        rows = torch.nonzero(chosen & (which == b)).flatten().to(images.device)
+        if rows.numel():
+            out = out.index_copy(0, rows, bank.index_select(0, index.index_select(0, rows)))
     return out
 
 
 def _noise(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generator) -> Batch:
-    x = batch.images
-    std = _uniform(batch.n, 0.0, p["std"], g) * (torch.rand(batch.n, generator=g) < p["p"])
-    noise = torch.randn(x.shape, generator=g).to(x.device) * std.to(x.device).view(-1, 1, 1, 1)
-    batch.images = (x + noise).clamp_(0, 1)
+    std = _uniform(batch.n, 0.0, p["std"], g).to(batch.images.device)
+
+    def noisy(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(images.shape, generator=g).to(images.device)
+        return (images + noise * std[index].view(-1, 1, 1, 1)).clamp_(0, 1)
+
+    _on_chosen(batch, _chosen(batch, p["p"], g), noisy)
     return batch
+
+
+def _on_chosen(
+    batch: Batch, chosen: torch.Tensor, change: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> None:
+    """Apply ``change(images, index)`` to the ``chosen`` images only (an operation that
+    touches a share of the batch costs that share)."""
+    index = torch.nonzero(chosen).flatten()
+    if index.numel():
+        changed = change(batch.images.index_select(0, index), index)
+        batch.images = batch.images.index_copy(0, index, changed)
 
 
 def _blur(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generator) -> Batch:
     from kornia.filters import gaussian_blur2d
 
     lo, hi = p["sigma"]
-    sigma = _uniform(batch.n, lo, hi, g)
-    chosen = _chosen(batch, p["p"], g)
+    sigma = _uniform(batch.n, lo, hi, g).to(batch.images.device)
     size = 2 * math.ceil(2 * hi) + 1
-    blurred = gaussian_blur2d(
-        batch.images, (size, size), sigma[:, None].expand(-1, 2).to(batch.images.device)
-    )
-    batch.images = _where(chosen, blurred, batch.images)
+
+    def blur(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur2d(images, (size, size), sigma[index, None].expand(-1, 2))
+
+    _on_chosen(batch, _chosen(batch, p["p"], g), blur)
     return batch
 
 
@@ -588,8 +604,12 @@ def _subpixel(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generato
     from kornia.geometry.transform import translate
 
     shift = _uniform(2 * batch.n, -p["shift"], p["shift"], g).view(batch.n, 2)
-    moved = translate(batch.images, shift.to(batch.images.device), align_corners=False)
-    batch.images = _where(_chosen(batch, p["p"], g), moved, batch.images)
+    shift = shift.to(batch.images.device)
+
+    def move(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return translate(images, shift[index], align_corners=False)
+
+    _on_chosen(batch, _chosen(batch, p["p"], g), move)
     return batch
 
 
