@@ -7,6 +7,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,13 +50,7 @@ def class_grid(
             ax.axis("off")
             continue
         image = images[first[k]]
-        ax.imshow(
-            image[..., 0] if image.shape[-1] == 1 else image,
-            cmap="gray",
-            vmin=0,
-            vmax=255,
-            interpolation="nearest",
-        )
+        _show(ax, image)
         for spine in ax.spines.values():
             spine.set_color("#555555")
         r, c = divmod(k, columns)
@@ -65,13 +60,7 @@ def class_grid(
             ax.set_ylabel(row_titles[r], fontsize=7, rotation=0, ha="right", va="center")
         if not column_titles:
             ax.set_title(class_names[k], fontsize=6)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", facecolor="white")
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def write_png_tree(
@@ -133,14 +122,23 @@ def captioned_grid(
             ax.axis("off")
             continue
         image = images[k]
-        ax.imshow(
-            image[..., 0] if image.shape[-1] == 1 else image,
-            cmap="gray",
-            vmin=0,
-            vmax=255,
-            interpolation="nearest",
-        )
+        _show(ax, image)
         ax.set_title(captions[k], fontsize=7)
+    return _save(fig, path, title)
+
+
+def _show(ax: Any, image: np.ndarray) -> None:
+    """One (H, W, C) uint8 image (C = 1 or 3) in a grid cell, pixels as they are."""
+    grey = image.shape[-1] == 1
+    ax.imshow(
+        image[..., 0] if grey else image, cmap="gray", vmin=0, vmax=255, interpolation="nearest"
+    )
+
+
+def _save(fig: Any, path: str | Path, title: str) -> Path:
+    """Title ``fig``, write it to ``path`` as a PNG (whole or not at all) and close it."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
