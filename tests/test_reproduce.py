@@ -27,7 +27,7 @@ def reproduction(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         out, quick=True, mnist_dir=mnist_dir, overrides=TINY, executor=executor, log=said.append
     )
     where = "Ray at a local Ray" if executor == "ray" else "2 worker processes"
-    assert any(line.startswith(f"[....] 6 runs on {where}") for line in said), said
+    assert any(line.startswith(f"[....] {len(RUNS)} runs on {where}") for line in said), said
     progress = [line for line in said if line.startswith("[progress] ")]  # not a terminal:
     assert progress and all("\x1b" not in line for line in progress)  # plain lines
     assert any(
