@@ -132,6 +132,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "train.augment_shift": (*NOT_INT, "-1", "15", "100000", str(10**23)),
     "train.augment": ("1", "true", "{a: 1}", "flips", "''", "[warp]", "[{hflip: {p: 2}}]", "[[a]]"),
     "train.ema": (*NOT_NUMBERS, *NOT_FINITE, "-0.1", "1", "1.5"),
+    "train.tta": ("1", "true", "{a: 1}", "mirror", "''", "[warp]", "[hflip, hflip]", "[[a]]"),
     "train.freeze": ("1", "abc", "true", "{a: 1}", "[1]", "['']", "[null]"),
     "train.trunk_lr_factor": (*NOT_NUMBERS, *NOT_FINITE, "-0.1", "1.5"),
     "train.keep": (*NOT_TEXT, "first", "''"),

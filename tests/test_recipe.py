@@ -75,7 +75,7 @@ def test_train_data_runs_the_recipe_end_to_end(
     config = yaml.safe_load(folder.config.read_text())
     assert config["model"]["name"] == "resnet"  # chosen for 16 px, recorded as chosen
     assert config["data"]["val_fraction"] == 0.1 and config["train"]["keep"] == "best"
-    assert config["train"]["augment"] == "standard"
+    assert config["train"]["augment"] == "standard" and config["train"]["tta"] == ["hflip"]
     assert "Augmentation: crop, hflip, erasing" in out
     assert folder.augmented.is_file()
     history = folder.read_history()

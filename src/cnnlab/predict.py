@@ -17,7 +17,7 @@ from cnnlab.data.npzio import read_npz
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.heads import head_probabilities
 from cnnlab.fileio import atomic_open
-from cnnlab.models.inference import Preprocess, batched_outputs
+from cnnlab.models.inference import Preprocess
 from cnnlab.training.run import Run, load_run
 
 __all__ = ["IMAGE_SUFFIXES", "Prediction", "predict", "read_images", "write_predictions"]
@@ -152,7 +152,7 @@ def predict(run: Run | str | Path, source: str | Path) -> list[Prediction]:
     if not isinstance(run, Run):
         run = load_run(run)
     images, labels = read_images(source, run.preprocess)
-    outputs = batched_outputs(run.model, images, run.preprocess)
+    outputs = run.outputs(images)
     if not isinstance(outputs, dict):
         best, index = outputs.softmax(dim=1).max(dim=1)
         return [

@@ -98,6 +98,20 @@ class LabelRules:
         )
         return f"{operation} would change {parts}"
 
+    def keeps_labels(self, operation: str, effect: str) -> str | None:
+        """Why a picture changed by ``operation`` (with ``effect``) would not keep every label,
+        or None: stricter than :meth:`refusal`, a change it maps exactly counts too (test-time
+        views average predictions that must be of the same labels)."""
+        problem = self.refusal(operation, effect)
+        if problem is not None:
+            return problem
+        changed = [repr(n) for n in self.levels if FACTOR_KINDS.get(n.lower()) in EFFECTS[effect]]
+        if changed:
+            return f"{operation} would change factor{'s' if len(changed) > 1 else ''} " + ", ".join(
+                changed
+            )
+        return None
+
     def _unmappable(self, effect: str, name: str) -> str | None:
         if self.table is None:
             return None

@@ -24,7 +24,6 @@ from cnnlab.evaluate.factors import factor_analysis
 from cnnlab.evaluate.heads import multihead_metrics
 from cnnlab.evaluate.metrics import classification_metrics
 from cnnlab.fileio import jsonable, write_json
-from cnnlab.models.inference import batched_outputs
 from cnnlab.runfolder import SPLITS, RunFolder, metrics_record
 from cnnlab.training.objectives import MultiHead
 from cnnlab.training.optim import build_loss
@@ -104,7 +103,7 @@ def measure(
     prediction arrays (``predicted``, and ``probability`` or each head's ``predicted_<head>``);
     and the model's outputs (logits, or a dict of head logits)."""
     start = time.perf_counter()
-    outputs = batched_outputs(run.model, part.images, run.preprocess, batch_size)
+    outputs = run.outputs(part.images, batch_size)
     seconds = time.perf_counter() - start
     if isinstance(outputs, dict):
         scores, arrays = _multihead_scores(run, data, part, outputs)

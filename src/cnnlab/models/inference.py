@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from cnnlab.data.dataset import normalize, standardize
 from cnnlab.models.fusion import inference_model
+from cnnlab.models.tta import averaged
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ def batched_outputs(
     preprocess: Preprocess,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    views: Sequence[str] = (),
 ) -> torch.Tensor | dict[str, torch.Tensor]:
     """Run ``model`` in eval mode over uint8 ``images`` in batches; outputs on the CPU.
 
@@ -57,13 +60,14 @@ def batched_outputs(
 
     The model runs as :func:`inference_model` rewrites it (same outputs up to rounding).
     A model returning a dict of named outputs (a multi-head model) gives a dict of tensors.
+    ``views`` (a run's ``train.tta``) averages the outputs with those of mirrored images.
     """
     fast = inference_model(model, device)  # an exact eval-mode copy built for speed
     chunks: list[Any] = []
     for start in range(0, images.shape[0], batch_size):
         batch = preprocess(images[start : start + batch_size].to(device, non_blocking=True))
         batch = batch.contiguous(memory_format=torch.channels_last)  # oneDNN's fast path
-        out = fast(batch)
+        out = averaged(fast, batch, views)
         chunks.append({k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out.cpu())
     if chunks and isinstance(chunks[0], dict):
         return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}

@@ -66,6 +66,8 @@ class TrainConfig:
     list of operations and sets (:mod:`cnnlab.training.augment`), applied to every training
     batch after ``augment_shift``. ``ema`` > 0 keeps an exponential moving average of the
     weights with that decay per step (e.g. 0.999) and evaluates, saves and chooses with it.
+    ``tta``: test-time views (``none``, ``flip``, or a list of ``hflip``/``vflip``;
+    :mod:`cnnlab.models.tta`) averaged into every evaluation and prediction of the run.
     ``freeze``: names (or name prefixes) of the model's layers whose weights do not train;
     ``trunk_lr_factor`` multiplies the rate of every layer but the classifier head (fine-tuning,
     see ``model.init_from``).
@@ -86,6 +88,7 @@ class TrainConfig:
     augment_shift: int = 0
     augment: str | list = "none"
     ema: float = 0.0
+    tta: str | list = "none"
     freeze: list = field(default_factory=list)
     trunk_lr_factor: float = 1.0
     eval_batch_size: int = 256
@@ -489,10 +492,12 @@ def _validate_train(config: RunConfig, origin: str, shift_max: int) -> None:
             "a layer name or name prefix (text, e.g. features.conv1)",
             name,
         )
+    from cnnlab.models.tta import check_tta
     from cnnlab.training.augment import check_augment
 
     try:
         t.augment = check_augment(t.augment)
+        t.tta = check_tta(t.tta)
     except CnnlabError as exc:
         raise CnnlabError(f"{origin}: {exc}") from None
     weights = {}

@@ -16,6 +16,7 @@ from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError, Interrupted
 from cnnlab.models.fusion import inference_model
 from cnnlab.models.inference import Preprocess
+from cnnlab.models.tta import averaged, resolve_tta
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.augment import Augmenter, expand, random_shift
 from cnnlab.training.checkpoint import save_checkpoint
@@ -111,7 +112,8 @@ class Engine:
                 "split, and this data has none; set data.val_fraction (e.g. 0.1)"
             )
         self.augmenter = Augmenter(expand(self.t.augment), dataset, device)
-        for note in self.augmenter.notes:
+        self.views, notes = resolve_tta(self.t.tta, dataset)
+        for note in self.augmenter.notes + notes:
             progress.message(note)
         self.steps_per_epoch = math.ceil(len(dataset.train) / self.t.batch_size)
         self.optimizer = build_optimizer(self.model.parameters(), self.t)
@@ -392,6 +394,6 @@ class Engine:
         for start in range(0, index.numel(), self.t.eval_batch_size):
             part = index[start : start + self.t.eval_batch_size]
             chosen = {k: v.index_select(0, part) for k, v in targets.items()}
-            outputs = model(self._input(images.index_select(0, part)))
+            outputs = averaged(model, self._input(images.index_select(0, part)), self.views)
             totals += self.objective.score(outputs, chosen)[1]
         return self.dist.sum(totals)

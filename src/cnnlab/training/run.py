@@ -33,6 +33,7 @@ from cnnlab.models.registry import (
     is_import_path,
     materialized,
 )
+from cnnlab.models.tta import resolve_tta
 from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.runfolder.trust import record_trust, require_trust
 from cnnlab.training import finetune
@@ -65,9 +66,23 @@ class Run:
     class_names: tuple[str, ...]
     factor_levels: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
+    @property
+    def views(self) -> list[str]:
+        """The test-time views (``train.tta``) its predictions average over, as resolved
+        when the run started."""
+        tta = self.config.train.tta
+        return [] if isinstance(tta, str) else list(tta)
+
+    def outputs(
+        self, images: torch.Tensor, batch_size: int = 256
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The model's outputs (logits, or a dict of head logits) for uint8 (N, C, H, W)
+        images, with its preprocessing and test-time views."""
+        return batched_outputs(self.model, images, self.preprocess, batch_size, views=self.views)
+
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Class probabilities for uint8 (N, C, H, W) images (single-head models)."""
-        logits = batched_outputs(self.model, images, self.preprocess, batch_size)
+        logits = self.outputs(images, batch_size)
         if isinstance(logits, dict):
             raise CnnlabError("a multi-head model has one probability per head: use predict()")
         return logits.softmax(dim=1)
@@ -218,6 +233,16 @@ def continue_run(
     return state
 
 
+def _resolve_views(config: RunConfig, dataset: ImageDataset) -> RunConfig:
+    """``config`` with ``train.tta`` as the list of views it gives on ``dataset``: what the
+    run records, evaluates with and predicts with."""
+    views, _ = resolve_tta(config.train.tta, dataset)
+    if views == config.train.tta:
+        return config
+    plain = config.to_dict()
+    return config_from_dict({**plain, "train": {**plain["train"], "tta": views}}, "train.tta")
+
+
 def _train(config, run_dir, state, device, dist, progress, given, resume, held) -> Run:
     torch.manual_seed(config.seed)
     dataset = prepare_dataset(config)
@@ -237,6 +262,7 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
         name = given_model_name(given, *shape)
         recorded = {**config.to_dict(), "model": {"name": name, **start}}
         config = config_from_dict(recorded, "train(model=...)")
+    config = _resolve_views(config, dataset)
     resumed = RunFolder(run_dir).read_info().model if state is not None else None
     tuning = finetune.prepare(model, config, dataset.channels, dataset.image_size, resumed)
     engine = Engine(config, dataset, model, device, dist, run_dir, progress)
