@@ -326,3 +326,29 @@ def test_an_explicit_label_changing_operation_stops_the_run_before_its_folder(
     with pytest.raises(CnnlabError, match=refused):
         train("part1-lines", out=out, overrides=(*TINY[:3], "train.augment=[crop]"), quiet=True)
     assert not out.exists()
+
+
+def test_the_batched_blur_matches_kornia_image_by_image() -> None:
+    from kornia.filters import gaussian_blur2d
+
+    from cnnlab.training.augment import gaussian_blur
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 3, 12, 10, generator=g)
+    sigma = torch.tensor([0.1, 0.3, 0.5, 0.8, 1.2, 2.0])
+    ours = gaussian_blur(images, sigma, 9)
+    for i in range(6):
+        theirs = gaussian_blur2d(images[i : i + 1], (9, 9), sigma[i].repeat(1, 2))
+        assert torch.allclose(ours[i : i + 1], theirs, atol=1e-5), f"sigma {float(sigma[i])}"
+
+
+def test_the_batched_subpixel_shift_matches_kornia() -> None:
+    from kornia.geometry.transform import translate
+
+    from cnnlab.training.augment import subpixel_shift
+
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(5, 3, 11, 9, generator=g)
+    shift = torch.tensor([[0.3, -0.2], [-0.5, 0.5], [0.0, 0.0], [1.7, -0.9], [-2.0, 1.25]])
+    theirs = translate(images, shift, align_corners=False)
+    assert torch.allclose(subpixel_shift(images, shift), theirs, atol=1e-5)

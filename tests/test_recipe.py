@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli_helpers import assert_one_line_error, run
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
@@ -122,3 +123,10 @@ def test_weight_ema_is_what_is_evaluated_chosen_and_kept(tmp_path: Path) -> None
     assert not all(torch.equal(saved[k], best["model"][k]) for k in saved)  # not the trained
     kept = next(r for r in run.history if r["epoch"] == best["epoch"])
     assert evaluate_run(out)["accuracy"] == pytest.approx(kept["test_acc"], abs=1e-5)
+
+
+def test_a_missing_data_path_is_named_as_data_or_config(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "my photos"
+    code, out, err = run(capsys, "train", missing)
+    assert_one_line_error(code, out, err, f"'{missing}': no such file or folder", "Give DATA (")
+    assert "CONFIG (a YAML file or a preset: default, " in err

@@ -490,6 +490,7 @@ def _errors(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from cnnlab.training import train
+    from cnnlab.training.config import preset_names
     from cnnlab.training.recipe import is_data_source, recipe_config
 
     if (args.config is None) == (args.resume is None):
@@ -502,6 +503,12 @@ def _train(args: argparse.Namespace) -> int:
     config, overrides = args.config, (*args.overrides, *board)
     if config is not None and is_data_source(config):  # your own images: the default recipe
         config, overrides = recipe_config(config, overrides), ()
+    elif config is not None and config not in preset_names() and not Path(config).exists():
+        raise CnnlabError(
+            f"{config!r}: no such file or folder. Give DATA (a folder of images, a .csv or "
+            f".npz, mnist or lines) or CONFIG (a YAML file or a preset: "
+            f"{', '.join(preset_names())})"
+        )
     train(
         config,
         out=args.out,
