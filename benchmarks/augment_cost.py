@@ -77,6 +77,7 @@ from train_throughput import (
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.lines import generate_lines, lines_config
+from cnnlab.hardware import cpu_name
 from cnnlab.models import create_model, model_names
 from cnnlab.models.registry import build_options
 from cnnlab.training.augment import SETS
@@ -288,17 +289,6 @@ def row(result: Result) -> tuple[str, ...]:
     )
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=parse_batches, help="batch sizes (128; --quick: 16)")
@@ -333,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = datasets(args.quick)
     print(
-        f"cnnlab augmentation cost: {cpu_model()}; {os.cpu_count()} CPUs, "
+        f"cnnlab augmentation cost: {cpu_name()}; {os.cpu_count()} CPUs, "
         f"{torch.get_num_threads()} torch threads; Python {platform.python_version()}, torch "
         f"{torch.__version__}\nprecision {args.precision}; train images: "
         + ", ".join(f"{name} {len(data[name].train):,}" for name in ("MNIST", "Lines"))

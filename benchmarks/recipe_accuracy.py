@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from cnnlab.hardware import cpu_name
 from cnnlab.runfolder import RunFolder
 from cnnlab.training import train
 from cnnlab.training.recipe import recipe_config
@@ -41,13 +41,6 @@ GOALS = {  # (data, recipe) -> (test accuracy, minutes of training)
     ("fashion", "default-long"): (0.950, 40.0),
     ("mnist", "default"): (0.995, None),
 }
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def run_once(data: str, folder: str, recipe: str, seed: int, out: Path) -> dict[str, float]:

@@ -24,6 +24,7 @@ from cnnlab.data.registry import load_dataset
 from cnnlab.data.validation import with_validation
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import jsonable
+from cnnlab.hardware import cpu_name
 from cnnlab.models import create_model, parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.models.registry import (
@@ -386,7 +387,7 @@ def _run_info(config: RunConfig, dataset: ImageDataset, engine: Engine, world: i
             "device": str(engine.device),
             "device_name": torch.cuda.get_device_name(engine.device)
             if engine.device.type == "cuda"
-            else platform.processor() or platform.machine(),
+            else cpu_name(),
             "cpu_threads": torch.get_num_threads(),
             "precision": engine.precision,
             "world_size": world,
