@@ -130,3 +130,17 @@ def test_a_missing_data_path_is_named_as_data_or_config(tmp_path: Path, capsys) 
     code, out, err = run(capsys, "train", missing)
     assert_one_line_error(code, out, err, f"'{missing}': no such file or folder", "Give DATA (")
     assert "CONFIG (a YAML file or a preset: default, " in err
+
+
+def test_recipe_picks_the_preset_a_data_run_starts_from(
+    pictures: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "borrowed"
+    sets = ("--set", "train.epochs=1", "--out", out)
+    assert run(capsys, "train", pictures, "--recipe", "part2-mnist", *sets)[0] == 0
+    config = yaml.safe_load(RunFolder(out).config.read_text())
+    assert config["name"] == "my-corner-pictures"  # named after the data, not the preset
+    assert config["model"]["name"] == "convnet" and config["train"]["optimizer"] == "adam"
+    assert config["data"]["dataset"] == str(pictures)
+    code, out_text, err = run(capsys, "train", "part2-mnist", "--recipe", "default")
+    assert_one_line_error(code, out_text, err, "--recipe goes with DATA")

@@ -260,6 +260,12 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also log to RUN_DIR/tensorboard (train.tensorboard=true; cnnlab[tensorboard])",
     )
+    train.add_argument(
+        "--recipe",
+        metavar="PRESET",
+        help="with DATA: the preset to start from instead of 'default' (e.g. default-long, "
+        "about 4x the training time; or a study preset), the run still named after the data",
+    )
     _add_trust_option(train)
     train.set_defaults(handler=_train)
 
@@ -491,7 +497,7 @@ def _errors(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from cnnlab.training import train
     from cnnlab.training.config import preset_names
-    from cnnlab.training.recipe import is_data_source, recipe_config
+    from cnnlab.training.recipe import RECIPE, is_data_source, recipe_config
 
     if (args.config is None) == (args.resume is None):
         raise CnnlabError("give either CONFIG (a YAML file or preset) or --resume RUN_DIR")
@@ -502,7 +508,9 @@ def _train(args: argparse.Namespace) -> int:
     board = ("train.tensorboard=true",) if args.tensorboard else ()
     config, overrides = args.config, (*args.overrides, *board)
     if config is not None and is_data_source(config):  # your own images: the default recipe
-        config, overrides = recipe_config(config, overrides), ()
+        config, overrides = recipe_config(config, overrides, args.recipe or RECIPE), ()
+    elif args.recipe is not None:
+        raise CnnlabError("--recipe goes with DATA (a folder, .csv, .npz, mnist or lines)")
     elif config is not None and config not in preset_names() and not Path(config).exists():
         raise CnnlabError(
             f"{config!r}: no such file or folder. Give DATA (a folder of images, a .csv or "
