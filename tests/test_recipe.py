@@ -59,7 +59,7 @@ def test_the_recipe_picks_a_net_for_the_image_size() -> None:
     config = recipe_config("mnist", ["model.init_from=runs/x"])
     assert config.model == {"name": "auto", "init_from": "runs/x"}
     resolved = resolve_model(config, 1, 10, (28, 28))
-    assert resolved.model == {"name": "resnet", "init_from": "runs/x"}
+    assert resolved.model == {"name": "resnet", "depth": [2, 2, 2], "init_from": "runs/x"}
     plain = load_config("part2-mnist")
     assert resolve_model(plain, 1, 10, (28, 28)) is plain
 
@@ -76,8 +76,8 @@ def test_train_data_runs_the_recipe_end_to_end(
     config = yaml.safe_load(folder.config.read_text())
     assert config["model"]["name"] == "resnet"  # chosen for 16 px, recorded as chosen
     assert config["data"]["val_fraction"] == 0.1 and config["train"]["keep"] == "best"
-    assert config["train"]["augment"] == "standard" and config["train"]["tta"] == ["hflip"]
-    assert "Augmentation: crop, hflip, erasing" in out
+    assert config["train"]["augment"] == "light" and config["train"]["tta"] == ["hflip"]
+    assert "Augmentation: crop, hflip" in out
     assert folder.augmented.is_file()
     history = folder.read_history()
     best = max(history, key=lambda r: (r["val_acc"], r["epoch"]))

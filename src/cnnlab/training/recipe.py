@@ -57,9 +57,10 @@ def recipe_config(data: str, overrides: Sequence[str] = (), preset: str = RECIPE
 
 def choose_model(channels: int, num_classes: int, image_size: tuple[int, int]) -> dict[str, Any]:
     """The model section the recipe picks for images of ``image_size`` (H, W): a small ResNet
-    from :data:`RESIDUAL_FROM` px, else a two-stage convnet."""
+    (ResNet-14: on Fashion-MNIST it beat ResNet-20 and a wider ResNet-8 on validation for the
+    same 10 minutes) from :data:`RESIDUAL_FROM` px, else a two-stage convnet."""
     if min(image_size) >= RESIDUAL_FROM:
-        return {"name": "resnet"}
+        return {"name": "resnet", "depth": [2, 2, 2]}
     return {
         "name": "convnet",
         "channels": [32, 64],
