@@ -144,3 +144,24 @@ def test_recipe_picks_the_preset_a_data_run_starts_from(
     assert config["data"]["dataset"] == str(pictures)
     code, out_text, err = run(capsys, "train", "part2-mnist", "--recipe", "default")
     assert_one_line_error(code, out_text, err, "--recipe goes with DATA")
+
+
+def test_a_recorded_config_matches_the_request_it_resolved() -> None:
+    """A study or a rerun asks for model.name auto and tta flip; the run records the net and
+    views it got: that is the same request, another init_from or view is not."""
+    from cnnlab.training.recipe import as_requested
+
+    asked = recipe_config("mnist", ["model.init_from=runs/x"]).to_dict()
+    got = {
+        **asked,
+        "model": {"name": "resnet", "depth": [2, 2, 2], "init_from": "runs/x"},
+        "train": {**asked["train"], "tta": ["hflip"]},
+    }
+    assert as_requested(got, asked) == asked
+    assert as_requested({**got, "train": {**got["train"], "tta": []}}, asked) == asked
+    other = {**got, "model": {**got["model"], "init_from": "runs/y"}}
+    assert as_requested(other, asked)["model"] == other["model"]
+    vertical = {**got, "train": {**got["train"], "tta": ["vflip"]}}
+    assert as_requested(vertical, asked)["train"]["tta"] == ["vflip"]
+    plain = load_config("part2-mnist").to_dict()
+    assert as_requested({**plain, "train": {**plain["train"], "tta": []}}, plain) == plain

@@ -19,6 +19,7 @@ from cnnlab.runfolder import FINAL_STATES, RunFolder
 from cnnlab.runfolder.trust import trusting_code
 from cnnlab.study.spec import PlannedRun, Study
 from cnnlab.training.config import RunConfig, load_config
+from cnnlab.training.recipe import as_requested
 
 FAILURES = "failures"
 
@@ -42,6 +43,7 @@ def check_config(folder: Path, expected: RunConfig) -> None:
     except CnnlabError as exc:
         raise CnnlabError(f"{folder}: unreadable run config ({exc})") from None
     wanted = expected.to_dict()
+    found = as_requested(found, wanted)  # the net and views the run chose, as asked for
     if found != wanted:
         key, old, new = next(_differences(found, wanted))
         raise CnnlabError(

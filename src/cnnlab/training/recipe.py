@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data.registry import DATASET_NAMES
+from cnnlab.models.tta import SETS as VIEW_SETS
 from cnnlab.training.config import (
     AUTO_MODEL,
     RunConfig,
@@ -85,4 +86,28 @@ def resolve_model(
     return config_from_dict({**config.to_dict(), "model": model}, "model.name: auto")
 
 
-__all__ = ["RECIPE", "choose_model", "is_data_source", "recipe_config", "resolve_model"]
+def as_requested(recorded: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``recorded`` config (a dict) with what the run resolved once its data was loaded
+    put back as ``requested`` asked for it, where it is a resolution of that request:
+    ``model.name: auto`` (the net chosen, the other model keys kept) and a named ``train.tta``
+    (the views it gave). Compare the result with ``requested`` to tell another config."""
+    model, wanted = recorded.get("model", {}), requested.get("model", {})
+    out = dict(recorded)
+    if wanted.get("name") == AUTO_MODEL and all(
+        model.get(k) == v for k, v in wanted.items() if k != "name"
+    ):
+        out["model"] = wanted
+    tta, asked = recorded.get("train", {}).get("tta"), requested.get("train", {}).get("tta")
+    if isinstance(asked, str) and isinstance(tta, list) and set(tta) <= set(VIEW_SETS[asked]):
+        out["train"] = {**recorded["train"], "tta": asked}
+    return out
+
+
+__all__ = [
+    "RECIPE",
+    "as_requested",
+    "choose_model",
+    "is_data_source",
+    "recipe_config",
+    "resolve_model",
+]
