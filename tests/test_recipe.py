@@ -77,7 +77,7 @@ def test_train_data_runs_the_recipe_end_to_end(
     assert config["model"]["name"] == "resnet"  # chosen for 16 px, recorded as chosen
     assert config["data"]["val_fraction"] == 0.1 and config["train"]["keep"] == "best"
     assert config["train"]["augment"] == "light" and config["train"]["tta"] == ["hflip"]
-    assert "Augmentation: crop, hflip" in out
+    assert "Augmentation: crop, hflip" in out and "Test-time views: hflip" in out
     assert folder.augmented.is_file()
     history = folder.read_history()
     best = max(history, key=lambda r: (r["val_acc"], r["epoch"]))

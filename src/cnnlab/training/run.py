@@ -34,6 +34,7 @@ from cnnlab.models.registry import (
     is_import_path,
     materialized,
 )
+from cnnlab.models.tta import describe as describe_views
 from cnnlab.models.tta import resolve_tta
 from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.runfolder.trust import record_trust, require_trust
@@ -285,6 +286,8 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
         )
         for line in tuning.lines:
             progress.message(line)
+        if engine.views:
+            progress.message(describe_views(engine.views))
         if engine.augmenter.active:
             progress.message(f"Augmentation: {engine.augmenter.describe()}")
             if state is None:  # what the net sees, for the report
