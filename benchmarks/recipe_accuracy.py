@@ -45,9 +45,16 @@ GOALS = {  # (data, recipe) -> (test accuracy, minutes of training)
 
 
 def run_once(data: str, folder: str, recipe: str, seed: int, out: Path) -> dict[str, float]:
-    """One run's test accuracy, training seconds and wall seconds (reused when finished)."""
+    """One run's test accuracy, training seconds and wall seconds (reused when finished).
+
+    MNIST is given as ``mnist`` with its folder as ``data.mnist_dir``, so cnnlab knows the images
+    are digits (upright: no mirrors in training or at test time); a bare IDX folder is not.
+    """
     run = out / f"{data}-{recipe}-seed{seed}"
     sets = [f"seed={seed}", f"name={data}-{recipe}-seed{seed}", "data.mnist_split=official"]
+    if data == "mnist":
+        sets.append(f"data.mnist_dir={json.dumps(str(Path(folder).resolve()))}")
+        folder = "mnist"
     started = time.perf_counter()
     if RunFolder(run).state() not in ("trained", "done"):
         if run.exists():

@@ -176,6 +176,19 @@ def test_digits_refuse_mirrors_and_turns(lines: ImageDataset) -> None:
     assert [op.name for op in augmenter("standard", digits).ops] == ["crop", "erasing"]
 
 
+def test_mirrors_kept_on_plain_data_come_with_a_note_naming_data_upright(
+    lines: ImageDataset,
+) -> None:
+    plain = dataclasses.replace(lines, name="toy", factor_levels={})
+    aug = augmenter("light", plain)
+    assert [op.name for op in aug.ops] == ["crop", "hflip"]
+    assert len(aug.notes) == 1 and "hflip mirror or turn" in aug.notes[0]
+    assert "data.upright=true" in aug.notes[0]
+    assert augmenter(["hflip"], plain).notes == []  # asked for by name: no reminder
+    upright = dataclasses.replace(plain, upright=True)
+    assert [op.name for op in augmenter("light", upright).ops] == ["crop"]
+
+
 def test_a_factor_cnnlab_does_not_know_refuses_geometry_but_not_photometry() -> None:
     split = Split(
         torch.zeros(4, 1, 8, 8, dtype=torch.uint8),

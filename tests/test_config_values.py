@@ -89,6 +89,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "data.channels": (*NOT_LIMIT, "0", "2", "4"),
     "data.test_fraction": (*NOT_NUMBERS, *NOT_FINITE, "0", "1", "-0.1", "1.5"),
     "data.val_fraction": (*NOT_NUMBERS, *NOT_FINITE, "1", "-0.1"),
+    "data.upright": ("1", "0", "abc", "[true]", "{a: 1}", "''"),
     "data.holdout": (
         *NOT_MAPPING,
         "{fraction: 0.1}",

@@ -111,3 +111,17 @@ def test_a_run_with_flip_views_evaluates_chooses_and_predicts_with_them(
     assert info["final"]["test_acc"] == pytest.approx(accuracy, abs=1e-5)
     kept = max(run.history, key=lambda r: (r["val_acc"], r["epoch"]))
     assert kept["test_loss"] == pytest.approx(loss, abs=1e-3)  # measured with the views
+
+
+def test_data_upright_takes_mirrors_out_of_training_and_prediction(
+    pictures: Path, tmp_path: Path
+) -> None:
+    sets = ["train.epochs=1", "train.batch_size=64", "train.augment=light", "train.tta=flip"]
+    assert recipe_config(str(pictures), sets).data.upright is None
+    out = tmp_path / "upright"
+    train(recipe_config(str(pictures), [*sets, "data.upright=true"]), out=out, quiet=True)
+    recorded = yaml.safe_load(RunFolder(out).config.read_text())
+    assert recorded["data"]["upright"] is True and recorded["train"]["tta"] == []
+    assert load_run(out).views == []
+    with pytest.raises(CnnlabError, match=r"data.upright must be bool or null"):
+        recipe_config(str(pictures), ["data.upright=sometimes"])

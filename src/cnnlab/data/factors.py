@@ -58,6 +58,10 @@ class Mapping:
     factors: dict[str, torch.Tensor]
 
 
+UPRIGHT_EFFECTS = frozenset({"mirror", "turn", "rotate"})
+"""The effects an ``upright`` dataset (digits, letters) refuses."""
+
+
 class LabelRules:
     """The label rules of one dataset: which effects are safe, and how labels follow.
 
@@ -73,7 +77,7 @@ class LabelRules:
 
     def refusal(self, operation: str, effect: str) -> str | None:
         """Why ``operation`` (with ``effect``) would make labels false here, or None."""
-        if effect in ("mirror", "turn", "rotate") and self.upright:
+        if effect in UPRIGHT_EFFECTS and self.upright:
             return (
                 f"{operation}: {self.dataset_name}'s classes change meaning when a picture is "
                 "mirrored or turned (digits, letters)"

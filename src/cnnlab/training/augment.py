@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.dataset import ImageDataset
-from cnnlab.data.factors import PHOTOMETRIC, LabelRules
+from cnnlab.data.factors import PHOTOMETRIC, UPRIGHT_EFFECTS, LabelRules
 from cnnlab.errors import CnnlabError
 
 SETS: dict[str, list[Any]] = {
@@ -267,6 +267,13 @@ class Augmenter:
             else:
                 raise CnnlabError(f"train.augment: {problem}; leave it out for this data")
         self.ops, self.rules = kept, rules
+        turned = [op.name for op in kept if op.from_set and set(_effects(op)) & UPRIGHT_EFFECTS]
+        if turned and not self.dataset.upright and not self.dataset.factor_levels:
+            self.notes.append(
+                f"augment {kept[0].from_set}: {', '.join(turned)} mirror or turn the pictures; "
+                "if that changes what a class means (digits, letters, text), set "
+                "data.upright=true"
+            )
         self.size = tuple(self.dataset.image_size)
         self.jpeg = next((op for op in self.ops if op.name == "jpeg"), None)
         self.banks = _jpeg_banks(self.dataset.train.images, self.jpeg, self.device)

@@ -34,7 +34,9 @@ class DataConfig:
     stratified validation split from the training images: ``best.pt`` and every other choice
     during training are made on it, never on the test split. ``train_limit``/``test_limit`` keep
     a seeded random subset (quick runs, tests). ``holdout`` keeps factor combinations out of
-    training and tests on them (see cnnlab.data.holdout).
+    training and tests on them (see cnnlab.data.holdout). ``upright`` (None: as the data says;
+    MNIST is) tells cnnlab the classes change meaning when a picture is mirrored or turned
+    (digits, letters, text): augmentation and test-time views then leave mirrors and turns out.
     """
 
     dataset: str = "mnist"
@@ -48,6 +50,7 @@ class DataConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     holdout: dict[str, Any] = field(default_factory=dict)
+    upright: bool | None = None
 
 
 @dataclass

@@ -99,7 +99,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prepare_dataset(config: RunConfig) -> ImageDataset:
-    """The run's dataset: held-out combinations, seeded subsets (``train_limit``/
+    """The run's dataset: ``upright`` as configured, held-out combinations, seeded subsets (``train_limit``/
     ``test_limit``) and the validation split (``val_fraction``) applied, in that order."""
     d = config.data
     dataset = load_dataset(
@@ -112,6 +112,8 @@ def prepare_dataset(config: RunConfig) -> ImageDataset:
         channels=d.channels,
         test_fraction=d.test_fraction,
     )
+    if d.upright is not None:
+        dataset = dataclasses.replace(dataset, upright=d.upright)
     if d.holdout:
         dataset = apply_holdout(dataset, d.holdout, config.seed)
     if d.train_limit is not None or d.test_limit is not None:
