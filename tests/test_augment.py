@@ -182,7 +182,7 @@ def test_mirrors_kept_on_plain_data_come_with_a_note_naming_data_upright(
     plain = dataclasses.replace(lines, name="toy", factor_levels={})
     aug = augmenter("light", plain)
     assert [op.name for op in aug.ops] == ["crop", "hflip"]
-    assert len(aug.notes) == 1 and "hflip mirror or turn" in aug.notes[0]
+    assert len(aug.notes) == 1 and "light: keeps hflip (mirrors" in aug.notes[0]
     assert "data.upright=true" in aug.notes[0]
     assert augmenter(["hflip"], plain).notes == []  # asked for by name: no reminder
     upright = dataclasses.replace(plain, upright=True)

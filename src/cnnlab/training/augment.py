@@ -271,8 +271,8 @@ class Augmenter:
         turned = [op.name for op in kept if op.from_set and set(_effects(op)) & UPRIGHT_EFFECTS]
         if turned and not self.dataset.upright and not self.dataset.factor_levels:
             self.notes.append(
-                f"augment {kept[0].from_set}: {', '.join(turned)} mirror or turn the pictures; "
-                "if that changes what a class means (digits, letters, text), set "
+                f"augment {kept[0].from_set}: keeps {', '.join(turned)} (mirrors or turns); if "
+                "a mirrored or turned picture is another class (digits, letters, text), set "
                 "data.upright=true"
             )
         self.size = tuple(self.dataset.image_size)
