@@ -14,7 +14,7 @@ Measures, in one run on this machine, at batch 128 (``--batches``), for
 for each named set but ``none``:
 
 (a) two :class:`~cnnlab.training.engine.Engine` s built as ``cnnlab train`` builds them
-    (``load_config(preset, --set ...)``, ``create_model``, ``Engine`` with no run folder, one
+    (``load_config(preset, --set ...)``, ``build_model``, ``Engine`` with no run folder, one
     process, progress off), from the same initial weights: one with ``train.augment: none``,
     one with the set. Both with ``train.augment_shift: 0`` (the plain step augments nothing) and
     ``train.precision`` from ``--precision`` (``auto``: bfloat16 where the CPU has it natively).
@@ -78,8 +78,8 @@ from train_throughput import (
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.lines import generate_lines, lines_config
 from cnnlab.hardware import cpu_name
-from cnnlab.models import create_model, model_names
-from cnnlab.models.registry import build_options
+from cnnlab.models import model_names
+from cnnlab.models.registry import build_model
 from cnnlab.training.augment import SETS
 from cnnlab.training.config import CHOICES, RunConfig, load_config
 from cnnlab.training.distributed import Distributed
@@ -152,13 +152,12 @@ def build_engine(
     if config.train.epochs < epochs:  # one-cycle refuses to step past its end
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
     torch.manual_seed(config.seed)
-    model = create_model(
-        config.model["name"],
+    model = build_model(
+        config.model,
         dataset.channels,
         dataset.num_classes,
         dataset.image_size,
         dataset.factor_levels,
-        **build_options(config.model),
     )
     engine = Engine(
         config, dataset, model, torch.device("cpu"), Distributed(), None, Progress(enabled=False)

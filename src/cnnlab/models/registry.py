@@ -149,6 +149,25 @@ INIT_FROM = "init_from"
 of the model's factory."""
 
 
+def build_model(
+    model_section: dict[str, Any],
+    in_channels: int,
+    num_classes: int,
+    image_size: tuple[int, int] | int = (28, 28),
+    factor_levels: dict[str, tuple[Any, ...]] | None = None,
+) -> nn.Module:
+    """The net a config's ``model`` section describes (its ``name`` resolved: not ``auto``),
+    for data of this shape: the one way a config becomes a model."""
+    return create_model(
+        model_section["name"],
+        in_channels,
+        num_classes,
+        image_size,
+        factor_levels,
+        **build_options(model_section),
+    )
+
+
 def build_options(model_section: dict[str, Any]) -> dict[str, Any]:
     """The options a config's ``model`` section passes to the model's factory: all but
     ``name`` and ``init_from``."""

@@ -140,9 +140,9 @@ def default_out(spec: Study) -> Path:
 
 def analyse(spec: Study) -> dict[str, dict[str, Any]]:
     """Build every variant's model for its data: parameters and training FLOPs per image."""
-    from cnnlab.models import create_model, parameter_count
+    from cnnlab.models import parameter_count
     from cnnlab.models.flops import training_flops_per_image
-    from cnnlab.models.registry import build_options
+    from cnnlab.models.registry import build_model
     from cnnlab.training.recipe import resolve_model
     from cnnlab.training.run import prepare_dataset
 
@@ -163,11 +163,8 @@ def analyse(spec: Study) -> dict[str, dict[str, Any]]:
             )
         channels, classes, size, factor_levels, train_images = shapes[key]
         config = resolve_model(config, channels, classes, size)  # model.name auto
-        options = build_options(config.model)
         try:
-            model = create_model(
-                config.model["name"], channels, classes, size, factor_levels, **options
-            )
+            model = build_model(config.model, channels, classes, size, factor_levels)
         except CnnlabError as exc:
             raise CnnlabError(f"{where}: {exc}") from None
         batch = min(config.train.batch_size, train_images)  # a batch is never larger

@@ -62,8 +62,7 @@ def lr_find(
 ) -> RangeTest:
     """Run the range test for ``config`` (a config, YAML file or preset, with ``overrides``)
     on its model (or ``model``, whose weights are restored afterwards)."""
-    from cnnlab.models import create_model
-    from cnnlab.models.registry import build_options
+    from cnnlab.models.registry import build_model
     from cnnlab.training.distributed import Distributed
     from cnnlab.training.engine import Engine, epoch_order
     from cnnlab.training.progress import Progress
@@ -81,14 +80,12 @@ def lr_find(
     dataset = prepare_dataset(config)
     if model is None:
         config = resolve_model(config, dataset.channels, dataset.num_classes, dataset.image_size)
-        options = build_options(config.model)
-        model = create_model(
-            config.model["name"],
+        model = build_model(
+            config.model,
             dataset.channels,
             dataset.num_classes,
             dataset.image_size,
             dataset.factor_levels,
-            **options,
         )
     saved = copy.deepcopy(model.state_dict())
     was_training = model.training

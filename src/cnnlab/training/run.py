@@ -25,11 +25,11 @@ from cnnlab.data.validation import with_validation
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import jsonable
 from cnnlab.hardware import cpu_name
-from cnnlab.models import create_model, parameter_count
+from cnnlab.models import parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.models.registry import (
     INIT_FROM,
-    build_options,
+    build_model,
     given_model_name,
     is_import_path,
     materialized,
@@ -99,8 +99,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prepare_dataset(config: RunConfig) -> ImageDataset:
-    """The run's dataset: ``upright`` as configured, held-out combinations, seeded subsets (``train_limit``/
-    ``test_limit``) and the validation split (``val_fraction``) applied, in that order."""
+    """The run's dataset: ``upright`` as configured, held-out combinations, seeded subsets
+    (``train_limit``/``test_limit``) and the validation split (``val_fraction``) applied, in
+    that order."""
     d = config.data
     dataset = load_dataset(
         d.dataset,
@@ -258,8 +259,7 @@ def _train(config, run_dir, state, device, dist, progress, given, resume, held) 
     shape = (dataset.channels, dataset.num_classes, dataset.image_size)
     if given is None:
         config = resolve_model(config, *shape)  # model.name auto: a net for this data
-        options = build_options(config.model)
-        model = create_model(config.model["name"], *shape, dataset.factor_levels, **options)
+        model = build_model(config.model, *shape, dataset.factor_levels)
     else:  # recorded as how it can be rebuilt (or why it cannot), with what it started from
         model = materialized(given, dataset.channels, dataset.image_size)
         start = {k: v for k, v in config.model.items() if k == INIT_FROM}
@@ -469,15 +469,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     info = folder.read_info()
     preprocess = Preprocess.from_dict(info.preprocess)
     class_names = info.dataset.class_names
-    options = build_options(config.model)
     try:
-        model = create_model(
-            config.model["name"],
+        model = build_model(
+            config.model,
             preprocess.channels,
             len(class_names),
             preprocess.image_size,
             info.dataset.factor_levels,
-            **options,
         )
     except CnnlabError as exc:
         raise CnnlabError(f"{run_dir}: {exc}") from None
