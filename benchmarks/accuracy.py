@@ -1,4 +1,4 @@
-"""Test accuracy of presets over several seeds: the figures the README and BENCHMARKS.md quote.
+"""Test accuracy of presets over several seeds: the figures docs/results.md and BENCHMARKS.md quote.
 
 Trains each preset once per seed (sequentially: the machine has 2 cores), then prints a table
 of the final test accuracy (mean, standard deviation, min, max over seeds) and the training

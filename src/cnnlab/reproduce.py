@@ -137,7 +137,7 @@ def reproduce(
     ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every training, after the
     quick-mode ones: e.g. tiny slices for a test. ``studies=False`` skips the variation studies.
     ``executor``: ``local`` runs ``jobs`` runs at once, each in a process of its own with
-    ``threads`` (cores // jobs) threads (the README gives the gain measured on a small CPU; on
+    ``threads`` (cores // jobs) threads (docs/studies.md gives the gain measured on a small CPU; on
     a GPU one run at a time); ``ray`` runs each on the Ray cluster at ``address`` (a local Ray
     without one), asking ``threads`` (1) CPUs and a GPU where there are GPUs; an
     :class:`~cnnlab.execution.Executor` is used as given and left open. The six models are
