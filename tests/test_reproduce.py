@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.errors import CnnlabError
+from cnnlab.jobs import job_status
 from cnnlab.reproduce import RUNS, STUDIES, TRANSFER_VARIANTS, reproduce
 
 TINY = ("data.train_limit=192", "data.test_limit=96", "train.epochs=1")
@@ -60,6 +61,17 @@ def test_every_step_leaves_its_output(reproduction: Path) -> None:
         state["steps"]
     )
     assert state["wall_seconds"] > 0
+
+
+def test_status_reads_the_plan_the_reproduction_wrote(reproduction: Path) -> None:
+    status = job_status(reproduction)
+    assert [r.name for r in status.runs[: len(RUNS)]] == list(RUNS)
+    assert {r.name.split("/")[0] for r in status.runs[len(RUNS) :]} == set(STUDIES)
+    total = len(status.runs)
+    assert (
+        status.headline()
+        == f"reproduction {reproduction}: {total}/{total} runs done, 0 training, 0 left"
+    )
 
 
 def test_report_holds_every_section(reproduction: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import cnnlab.training.run as run_module
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.jobstatus import job_status
+from cnnlab.jobs.status import job_status
 from cnnlab.runfolder import LOCK, RunFolder
 from cnnlab.study import run_study
 from cnnlab.training import train

@@ -20,10 +20,12 @@ from study_killer import write_slow_study
 
 from cnnlab.cli import main
 from cnnlab.evaluate import evaluate_run
-from cnnlab.jobstatus import LiveStatus, job_status
+from cnnlab.jobs import LiveStatus, Planned, job_status
+from cnnlab.jobs.folder import plan_record
 from cnnlab.runfolder import RunFolder
 from cnnlab.training import train
 
+STATES = ("done", "training", "killed", "elsewhere", "waiting", "failed")
 TINY = ("data.train_limit=200", "data.test_limit=100", "train.epochs=2", "train.batch_size=50")
 
 
@@ -41,10 +43,9 @@ def a_study_in_every_state(folder: Path, finished_run: Path) -> Path:
     """A study folder whose plan has six runs: done, training (this process holds it),
     interrupted (its process is gone), started by another machine, waiting, failed."""
     config = json.loads((finished_run / "run.json").read_text())
-    names = ["done", "training", "killed", "elsewhere", "waiting", "failed"]
-    plan = {"runs": {n: {"train": {"epochs": 2}, "data": {"train_limit": 200}} for n in names}}
+    planned = [Planned(n, folder / "runs" / n, 2, 200) for n in STATES]
     folder.mkdir()
-    (folder / "study.json").write_text(json.dumps(plan))
+    (folder / "study.json").write_text(json.dumps({"planned": plan_record(folder, planned)}))
     shutil.copytree(finished_run, folder / "runs" / "done")
     for name, holder in (
         ("training", f"cnnlab (pid {os.getpid()} on {os.uname().nodename}, since now)"),
@@ -95,6 +96,9 @@ def test_status_names_every_state_and_what_is_left(
         "  elsewhere: training, epoch 1/2, test accuracy 0.6250",
         "  failed: failed, epoch 0/2",
     ]
+    older = {"runs": {n: {"train": {"epochs": 2}, "data": {"train_limit": 200}} for n in STATES}}
+    (folder / "study.json").write_text(json.dumps(older))
+    assert job_status(folder) == status  # a study written before plans were reads the same
     assert main(["status", str(folder / "runs" / "done")]) == 0
     assert capsys.readouterr().out.startswith(f"run {folder / 'runs' / 'done'}: 1/1 runs done")
     assert main(["status", str(tmp_path)]) == 2

@@ -748,7 +748,7 @@ def _add_status_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from cnnlab.jobstatus import job_status
+    from cnnlab.jobs.status import job_status
     from cnnlab.runfolder import STATES
 
     status = job_status(args.folder)

@@ -25,19 +25,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cnnlab.errors import CnnlabError, Interrupted
-from cnnlab.execution import Executor, Outcome, Task, make_executor
+from cnnlab.execution import Executor, Outcome, Task
 from cnnlab.fileio import write_json
-from cnnlab.jobstatus import LiveStatus
+from cnnlab.jobs.folder import PLANNED, REPRODUCTION_FILE, Planned, plan_record, run_folder
+from cnnlab.jobs.live import LiveStatus
+from cnnlab.jobs.run import job_executor, run_job
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.run import resolve_device
-
-if TYPE_CHECKING:
-    from cnnlab.jobstatus import Planned
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,6 @@ FILTER_STEPS = {False: 256, True: 64}
 
 PIPELINE_STEPS = ("train", "evaluate", "transfer", "visualize")
 
-STATE_FILE = "reproduce.json"
-
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -144,33 +141,36 @@ def reproduce(
     taken longest first, then the studies' runs. The thread count changes float rounding, so
     an interrupted reproduction continues bit-identically when run again with as many threads
     per run. ``progress``: the live status of the trainings beside the lines given to ``log``
-    (:class:`~cnnlab.jobstatus.LiveStatus`).
+    (:class:`~cnnlab.jobs.LiveStatus`).
     """
     if not isinstance(executor, Executor):
         on_gpu = resolve_device(device or "auto").type == "cuda"
-        local_jobs = 1 if on_gpu and executor == "local" else jobs
-        chosen = make_executor(str(executor), jobs=local_jobs, threads=threads, address=address)
-        with chosen:
-            return reproduce(
-                out,
-                quick=quick,
-                mnist_dir=mnist_dir,
-                device=device,
-                overrides=overrides,
-                studies=studies,
-                executor=chosen,
-                log=log,
-                progress=progress,
-            )
-    out = Path(out)
+        jobs = 1 if on_gpu and executor == "local" else jobs  # one run at a time on a GPU
+    with job_executor(executor, jobs=jobs, threads=threads, address=address) as chosen:
+        return _reproduce(
+            Path(out), quick, mnist_dir, device, overrides, studies, chosen, log, progress
+        )
+
+
+def _reproduce(
+    out: Path,
+    quick: bool,
+    mnist_dir: str | Path | None,
+    device: str | None,
+    overrides: Sequence[str],
+    studies: bool,
+    executor: Executor,
+    log: Callable[[str], None],
+    progress: bool,
+) -> Path:
+    """:func:`reproduce` on an executor."""
     state = _load_state(out, quick, list(overrides), mnist_dir)
     steps: dict[str, float] = state["steps"]
-    state["studies"] = studies  # for ``cnnlab status``: the runs this reproduction plans
     started, earlier = time.perf_counter(), float(state.get("wall_seconds", 0.0))
 
     def save() -> None:
         state["wall_seconds"] = round(earlier + time.perf_counter() - started, 1)
-        write_json(out / STATE_FILE, state)
+        write_json(out / REPRODUCTION_FILE, state)
 
     def step(name: str, action: Callable[[], Any]) -> None:
         if name in steps:
@@ -183,25 +183,27 @@ def reproduce(
         save()
         log(f"[done] {name} ({steps[name]:.0f} s)")
 
+    state[PLANNED] = plan_record(out, planned_runs(out, quick, overrides, studies))
+    save()  # for ``cnnlab status``: the runs this reproduction plans
     lines_file = out / "data" / "lines" / "lines.npz"
     step("data", lambda: _prepare_data(out / "data", mnist_dir, quick))
     with LiveStatus(out, log, enabled=progress) as live:
         log = live.say  # from here on every line goes above the live status (closures too)
-        run_dirs = [out / "runs" / preset for preset in RUNS]
+        run_dirs = [run_folder(out, preset) for preset in RUNS]
         transfers = tuple((v, str(out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
 
         datasets = {preset: preset_dataset(preset) for preset in RUNS}
 
         def todo(preset: str) -> tuple[str, ...]:
             wanted = [s for s in PIPELINE_STEPS if s != "transfer" or datasets[preset] == "lines"]
-            for name in stale_steps(RunFolder(out / "runs" / preset), wanted):
+            for name in stale_steps(RunFolder(run_folder(out, preset)), wanted):
                 steps.pop(f"{name} {preset}", None)  # recorded as done, but its output is not
             return tuple(s for s in wanted if f"{s} {preset}" not in steps)
 
         pending = [
             Pipeline(
                 preset,
-                str(out / "runs" / preset),
+                str(run_folder(out, preset)),
                 _run_overrides(datasets[preset], quick, overrides, lines_file, mnist_dir),
                 device,
                 quick,
@@ -242,47 +244,29 @@ def reproduce(
     return report
 
 
-def planned_runs(out: Path) -> list[Planned]:
-    """Every training the reproduction in ``out`` plans, for its status: the six models, then
-    the studies' runs (named ``<study>/<run>``)."""
-    from cnnlab.jobstatus import Planned
+def planned_runs(out: Path, quick: bool, overrides: Sequence[str], studies: bool) -> list[Planned]:
+    """Every training the reproduction in ``out`` plans: the models, then the studies' runs
+    (named ``<study>/<run>``)."""
     from cnnlab.study import load_study
-    from cnnlab.study.results import PLAN_FILE
-    from cnnlab.study.runner import planned_runs as study_runs
     from cnnlab.training import load_config
 
-    try:
-        state = json.loads((out / STATE_FILE).read_text())
-        quick, overrides = state["mode"] == "quick", list(state["overrides"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CnnlabError(
-            f"{out / STATE_FILE}: not a readable reproduction state ({exc})"
-        ) from None
     runs = []
     for preset in RUNS:
-        folder = out / "runs" / preset
-        epochs = images = None  # read from the run's folder once it exists
-        if not RunFolder(folder).config.is_file():
-            quick_set = list(QUICK[preset_dataset(preset)]) if quick else []
-            config = load_config(preset, quick_set + overrides)
-            epochs, images = config.train.epochs, config.data.train_limit
-        runs.append(Planned(preset, folder, epochs, images))
-    for name in STUDIES if state.get("studies", True) else ():
-        folder = out / "studies" / name
-        if (folder / PLAN_FILE).is_file():
-            planned = study_runs(folder)
-        else:
-            spec = load_study(name, quick=quick, extra=tuple(overrides))
-            planned = [
-                Planned(
-                    r.name,
-                    folder / "runs" / r.name,
-                    r.config.train.epochs,
-                    r.config.data.train_limit,
-                )
-                for r in spec.runs
-            ]
-        runs += [replace(p, name=f"{name}/{p.name}") for p in planned]
+        quick_set = list(QUICK[preset_dataset(preset)]) if quick else []
+        config = load_config(preset, quick_set + list(overrides))
+        folder = run_folder(out, preset)
+        runs.append(Planned(preset, folder, config.train.epochs, config.data.train_limit))
+    for name in STUDIES if studies else ():
+        spec = load_study(name, quick=quick, extra=tuple(overrides))
+        runs += [
+            Planned(
+                f"{name}/{r.name}",
+                run_folder(out / "studies" / name, r.name),
+                r.config.train.epochs,
+                r.config.data.train_limit,
+            )
+            for r in spec.runs
+        ]
     return runs
 
 
@@ -317,26 +301,22 @@ def _run_pipelines(
     log: Callable[[str], None],
 ) -> None:
     """Train, evaluate and visualise each run, one executor task per run."""
-    if not pipelines:
-        return
-    log(f"[....] {len(pipelines)} runs on {executor.describe()}")
     by_name = {p.preset: p for p in pipelines}
-    failures: list[str] = []
 
-    def report(outcome: Outcome) -> None:
+    def heard(outcome: Outcome, say: Callable[[str], None]) -> None:
         pipeline = by_name[outcome.task.name]
         if outcome.value:  # done, or stopped between steps: the steps it did count
             finished(pipeline, outcome.value)
         if outcome.status == "failed":
-            failures.append(f"{pipeline.preset}: {outcome.error}")
-            log(f"[FAIL] {pipeline.preset}: {outcome.error}")
+            say(f"[FAIL] {pipeline.preset}: {outcome.error}")
 
     tasks = [Task(p.preset, run_pipeline, (p,)) for p in pipelines]
-    executor.run(tasks, report, home=out, log=log)
-    if failures:
+    intro = f"[....] {len(pipelines)} runs"
+    failed = run_job(out, tasks, executor, heard, intro=intro, say=log, progress=False)
+    if failed:
+        said = "; ".join(f"{o.task.name}: {o.error}" for o in failed)
         raise CnnlabError(
-            f"{len(failures)} run(s) failed ({'; '.join(failures)}); run the same command again "
-            "to retry"
+            f"{len(failed)} run(s) failed ({said}); run the same command again to retry"
         )
 
 
@@ -369,7 +349,7 @@ def _load_state(
 ) -> dict[str, Any]:
     """The reproduction's state file; refuses to mix modes or overrides in one folder."""
     mode = "quick" if quick else "full"
-    path = out / STATE_FILE
+    path = out / REPRODUCTION_FILE
     if path.is_file():
         try:
             state = json.loads(path.read_text())

@@ -21,9 +21,8 @@ from cnnlab.study.spec import Study
 RESULTS_FILE = "results.csv"
 SUMMARY_TABLE = "summary.csv"
 SUMMARY_FILE = "summary.json"
-PLAN_FILE = "study.json"
 REPORT_FILE = "report.html"
-"""The files of a study folder (besides ``runs/`` and ``failures/``)."""
+"""The files of a study folder (besides its plan, runs and failures: :mod:`cnnlab.jobs.folder`)."""
 
 RESULT_COLUMNS = (
     "run",

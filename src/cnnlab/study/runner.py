@@ -16,14 +16,23 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.execution import Executor, Outcome, Task, make_executor
+from cnnlab.execution import Executor, Outcome, Task
 from cnnlab.fileio import write_json
-from cnnlab.jobstatus import LiveStatus
+from cnnlab.jobs.folder import (
+    FAILURES,
+    PLANNED,
+    STUDY_FILE,
+    Planned,
+    failure_file,
+    plan_record,
+    record_failure,
+    run_folder,
+)
+from cnnlab.jobs.run import job_executor, run_job
 from cnnlab.study.results import (
-    PLAN_FILE,
     REPORT_FILE,
     RESULTS_FILE,
     SUMMARY_TABLE,
@@ -32,20 +41,8 @@ from cnnlab.study.results import (
     summary_table,
     write_results,
 )
-from cnnlab.study.runs import (
-    FAILURES,
-    FINAL_STATES,
-    check_folders,
-    failed_path,
-    record_failure,
-    run_dir,
-    run_state,
-    train_run,
-)
-from cnnlab.study.spec import PlannedRun, Study, load_study
-
-if TYPE_CHECKING:
-    from cnnlab.jobstatus import Planned
+from cnnlab.study.runs import FINAL_STATES, check_folders, run_dir, run_state, train_run
+from cnnlab.study.spec import Study, load_study
 
 
 def run_study(
@@ -71,38 +68,30 @@ def run_study(
     ``executor``: ``local`` (``jobs`` processes of ``threads`` threads), ``ray`` (the cluster at
     ``address``, each run asking ``threads`` CPUs) or an :class:`~cnnlab.execution.Executor`
     (kept open: the caller closes it). Lines go to ``log`` (print; nothing with ``quiet``),
-    with the live status of the trainings (``progress``, :class:`~cnnlab.jobstatus.LiveStatus`).
+    with the live status of the trainings (``progress``, :class:`~cnnlab.jobs.LiveStatus`).
     """
-    owned = not isinstance(executor, Executor)
-    if owned:
-        executor = make_executor(str(executor), jobs=jobs, threads=threads, address=address)
-    assert isinstance(executor, Executor)
-    spec = load_study(
-        study,
-        quick=quick,
-        seeds=tuple(seeds) if seeds is not None else None,
-        extra=tuple(overrides),
-    )
-    folder = Path(out) if out is not None else default_out(spec)
-    check_folders(spec, folder)
-    say = log or _printer(quiet)
-    if threads is not None and executor.name == "local":
-        import torch
+    with job_executor(executor, jobs=jobs, threads=threads, address=address) as chosen:
+        spec = load_study(
+            study,
+            quick=quick,
+            seeds=tuple(seeds) if seeds is not None else None,
+            extra=tuple(overrides),
+        )
+        folder = Path(out) if out is not None else default_out(spec)
+        check_folders(spec, folder)
+        say = log or _printer(quiet)
+        if threads is not None and chosen.name == "local":
+            import torch
 
-        torch.set_num_threads(threads)  # the runs trained in this process (jobs=1)
-    analysis = analyse(spec)
-    _prepare(spec, folder, analysis)
-    done = _done(spec, folder)
-    say(
-        f"Study {spec.name}: {len(spec.variants)} variants x {len(spec.seeds)} seeds = "
-        f"{len(spec.runs)} runs in {folder}" + (f", {done} already done" if done else "")
-    )
-    try:
-        with LiveStatus(folder, say, enabled=progress and not quiet) as live:
-            _train(spec, folder, executor, live.say)
-    finally:
-        if owned:
-            executor.close()
+            torch.set_num_threads(threads)  # the runs trained in this process (jobs=1)
+        analysis = analyse(spec)
+        _prepare(spec, folder, analysis)
+        done = _done(spec, folder)
+        say(
+            f"Study {spec.name}: {len(spec.variants)} variants x {len(spec.seeds)} seeds = "
+            f"{len(spec.runs)} runs in {folder}" + (f", {done} already done" if done else "")
+        )
+        _train(spec, folder, chosen, say, progress and not quiet)
     summary = write_summary(spec, folder, analysis)
     say(summary_table(summary))
     files = (SUMMARY_TABLE, RESULTS_FILE, REPORT_FILE)
@@ -111,27 +100,6 @@ def run_study(
     if problems:
         raise CnnlabError("; ".join(problems))
     return summary
-
-
-def planned_runs(folder: Path) -> list[Planned]:
-    """The runs the study in ``folder`` plans (from its ``study.json``), for its status."""
-    from cnnlab.jobstatus import Planned
-
-    try:
-        plan = json.loads((folder / PLAN_FILE).read_text())
-        runs = plan["runs"]
-        return [
-            Planned(
-                name,
-                folder / "runs" / name,
-                config.get("train", {}).get("epochs"),
-                config.get("data", {}).get("train_limit"),
-                failed=failed_path(folder, name).is_file(),
-            )
-            for name, config in runs.items()
-        ]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CnnlabError(f"{folder / PLAN_FILE}: not a readable study plan ({exc})") from None
 
 
 def default_out(spec: Study) -> Path:
@@ -195,48 +163,53 @@ def _prepare(spec: Study, folder: Path, analysis: dict[str, dict[str, Any]]) -> 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(f"--out {folder}: cannot create the study folder ({exc})") from None
+    planned = [
+        Planned(r.name, run_dir(folder, r), r.config.train.epochs, r.config.data.train_limit)
+        for r in spec.runs
+    ]
     write_json(
-        folder / PLAN_FILE,
+        folder / STUDY_FILE,
         {
             **spec.to_dict(),
             "analysis": analysis,
             "runs": {r.name: r.config.to_dict() for r in spec.runs},
+            PLANNED: plan_record(folder, planned),
         },
     )
-    for run in spec.runs:  # failed runs are tried again
-        failed_path(folder, run.name).unlink(missing_ok=True)
+    for run in planned:  # failed runs are tried again
+        failure_file(run.folder).unlink(missing_ok=True)
 
 
-def _train(spec: Study, folder: Path, executor: Executor, say: Callable[[str], None]) -> None:
+def _train(
+    spec: Study, folder: Path, executor: Executor, say: Callable[[str], None], progress: bool
+) -> None:
     """Bring every run that is not final to ``done`` through ``executor``."""
     todo = [r for r in spec.runs if run_state(run_dir(folder, r)) not in FINAL_STATES]
-    if not todo:
-        return
-    say(f"{len(todo)} run(s) to train on {executor.describe()}")
-    by_name: dict[str, PlannedRun] = {r.name: r for r in todo}
     finished = [len(spec.runs) - len(todo)]
 
-    def report(outcome: Outcome) -> None:
-        run = by_name[outcome.task.name]
+    def heard(outcome: Outcome, say: Callable[[str], None]) -> None:
+        name = outcome.task.name
+        run = run_folder(folder, name)
         if outcome.status == "done":
             finished[0] += 1
             result = outcome.value
             verb = "evaluated" if result["state_before"] == "trained" else "trained"
             where = f", {outcome.worker}" if outcome.worker else ""
             say(
-                f"[{finished[0]}/{len(spec.runs)}] {verb} {run.name}: test accuracy "
+                f"[{finished[0]}/{len(spec.runs)}] {verb} {name}: test accuracy "
                 f"{result['accuracy']:.4f}, loss {result['loss']:.4f} "
                 f"({result['seconds']:.1f} s{where})"
             )
         elif outcome.status == "failed":
-            if run_state(run_dir(folder, run)) == "diverged":
-                say(f"{run.name} diverged: {outcome.error}")
+            if run_state(run) == "diverged":
+                say(f"{name} diverged: {outcome.error}")
             else:
-                record_failure(folder, run, outcome.error, outcome.traceback)
-                say(f"{run.name} FAILED: {outcome.error}")
+                record_failure(run, outcome.error, outcome.traceback)
+                say(f"{name} FAILED: {outcome.error}")
 
     tasks = [Task(r.name, train_run, (r, str(run_dir(folder, r).resolve()))) for r in todo]
-    executor.run(tasks, report, home=folder, log=say)
+    intro = f"{len(todo)} run(s) to train"
+    run_job(folder, tasks, executor, heard, intro=intro, say=say, progress=progress)
 
 
 def _unfinished(spec: Study, folder: Path, say: Callable[[str], None]) -> list[str]:
@@ -248,7 +221,7 @@ def _unfinished(spec: Study, folder: Path, say: Callable[[str], None]) -> list[s
             f"diverged (left out of the statistics; remove its folder to retry): {len(diverged)} "
             f"run(s), {', '.join(diverged)}"
         )
-    failed = [r.name for r in spec.runs if failed_path(folder, r.name).exists()]
+    failed = [r.name for r in spec.runs if failure_file(run_dir(folder, r)).exists()]
     if failed:
         return [
             f"{len(failed)} run(s) failed ({', '.join(failed)}); the errors are in "

@@ -4,7 +4,8 @@ Runs live in ``DIR/runs/<variant>-seed<k>/`` as ordinary run folders. A run's st
 from its folder alone (:meth:`cnnlab.runfolder.RunFolder.state`), so whichever executor picks a
 run up trains, resumes or skips it alike. ``done`` and ``diverged`` are final: retrying a
 diverged run would diverge again (remove the folder to retry). A run that fails otherwise gets
-``failures/<run>.json`` (the error) and is tried again when the study is started again.
+a failure record (:func:`cnnlab.jobs.folder.record_failure`) and is tried again when the study
+is started again.
 """
 
 from __future__ import annotations
@@ -14,18 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import write_json
+from cnnlab.jobs.folder import run_folder
 from cnnlab.runfolder import FINAL_STATES, RunFolder
 from cnnlab.runfolder.trust import trusting_code
 from cnnlab.study.spec import PlannedRun, Study
 from cnnlab.training.config import RunConfig, load_config
 from cnnlab.training.recipe import as_requested
 
-FAILURES = "failures"
-
 
 def run_dir(out: Path, run: PlannedRun) -> Path:
-    return out / "runs" / run.name
+    return run_folder(out, run.name)
 
 
 def run_state(folder: Path) -> str:
@@ -57,12 +56,6 @@ def check_folders(study: Study, out: Path) -> None:
         check_config(run_dir(out, run), run.config)
 
 
-def failed_path(out: Path, name: str) -> Path:
-    """Where the driver records why the run ``name`` failed (removed when the study starts
-    again)."""
-    return out / FAILURES / f"{name}.json"
-
-
 def train_run(run: PlannedRun, folder: str) -> dict[str, Any]:
     """Bring one run of a study to ``done`` (in a worker): train, resume or only evaluate it,
     whatever state it was left in. Returns its state before, test metrics and seconds."""
@@ -83,19 +76,6 @@ def train_run(run: PlannedRun, folder: str) -> dict[str, Any]:
         "loss": metrics["loss"],
         "seconds": round(time.perf_counter() - start, 1),
     }
-
-
-def record_failure(out: Path, run: PlannedRun, error: str, trace: str) -> None:
-    """Write ``failures/<run>.json``: the error, where and when."""
-    write_json(
-        failed_path(out, run.name),
-        {
-            "run": run.name,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "error": error,
-            "traceback": trace,
-        },
-    )
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> Any:

@@ -1,12 +1,10 @@
-"""Where a job stands, read from its folder alone: ``cnnlab status`` and the live lines of
-``cnnlab study`` and ``cnnlab reproduce``.
+"""Where a job stands, read from its folder alone (``cnnlab status``).
 
-A job is a reproduction (``reproduce.json``), a study (``study.json``) or one run folder
-(``config.yaml``). Its planned runs come from the module that owns the job
-(:func:`cnnlab.reproduce.planned_runs`, :func:`cnnlab.study.runner.planned_runs`); each run's
-progress from its run folder: its state, the epochs in ``history.csv`` with the latest accuracy
-(validation when the run has a validation split, else test), and whether a process trains it
-now. Reading never locks anything, so it cannot disturb the trainings it watches.
+A job is a reproduction or a study (its plan: :func:`cnnlab.jobs.folder.read_plan`) or one
+run folder (``config.yaml``); each run's progress comes from its run folder: its state, the
+epochs in ``history.csv`` with the latest accuracy (validation when the run has a validation
+split, else test), and whether a process trains it now. Reading never locks anything, so it
+cannot disturb the trainings it watches.
 """
 
 from __future__ import annotations
@@ -16,29 +14,18 @@ import json
 import os
 import socket
 import statistics
-import sys
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TextIO
 
 from cnnlab.errors import CnnlabError
+from cnnlab.jobs.folder import (
+    REPRODUCTION_FILE,
+    STUDY_FILE,
+    Planned,
+    is_job,
+    read_plan,
+)
 from cnnlab.runfolder import RunFolder
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A run a job will train: its name in the job, its folder, its epochs (None: unknown)."""
-
-    name: str
-    folder: Path
-    epochs: int | None
-    images: int | None = None
-    """Training images per epoch, where the plan says (``data.train_limit``)."""
-    failed: bool = False
-    """The job recorded it as failed (a study's ``failures/<run>.json``)."""
 
 
 @dataclass(frozen=True)
@@ -118,119 +105,17 @@ class JobStatus:
         return [self.headline(), *(f"  {r.line()}" for r in self.runs if r.state in states)]
 
 
-class LiveStatus:
-    """A job's status while it runs (see :func:`job_status`), shown beside its own lines.
-
-    In a terminal: the headline and one line per training, redrawn in place every
-    ``interval`` seconds below the lines the job says (``say``). Elsewhere (a log, CI): a plain
-    line each time a run ends an epoch, with the job's headline. Use as a context manager.
-    """
-
-    def __init__(
-        self,
-        folder: Path,
-        say: Callable[[str], None] = print,
-        *,
-        enabled: bool = True,
-        interactive: bool | None = None,
-        stream: TextIO | None = None,
-        interval: float | None = None,
-    ) -> None:
-        self.folder, self._say, self.enabled = folder, say, enabled
-        self.stream = stream or sys.stdout
-        self.interactive = self.stream.isatty() if interactive is None else interactive
-        self.interval = interval or 1.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._drawn = 0
-        self._epochs: dict[str, int] = {}
-
-    def __enter__(self) -> LiveStatus:
-        if self.enabled:
-            self._epochs = {r.name: r.epoch for r in self._status().runs}
-            self._thread = threading.Thread(target=self._loop, name="live status", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        with self._lock:
-            self._erase()
-
-    def say(self, line: str) -> None:
-        """Print one of the job's own lines (above the live block in a terminal)."""
-        with self._lock:
-            self._erase()
-            self._say(line)
-            if self.interactive and self.enabled and not self._stop.is_set():
-                self._draw(self._status())
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            status = self._status()
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                if self.interactive:
-                    self._erase()
-                    self._draw(status)
-                else:
-                    self._plain(status)
-
-    def _status(self) -> JobStatus:
-        try:
-            return job_status(self.folder)
-        except CnnlabError:  # the job's files are being written for the first time
-            return JobStatus("job", self.folder, ())
-
-    def _draw(self, status: JobStatus) -> None:
-        lines = status.lines() if status.runs else []
-        for line in lines:
-            self.stream.write(line[: _width() - 1] + "\n")
-        self.stream.flush()
-        self._drawn = len(lines)
-
-    def _erase(self) -> None:
-        if self._drawn:
-            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")  # up to the block's start, clear
-            self.stream.flush()
-            self._drawn = 0
-
-    def _plain(self, status: JobStatus) -> None:
-        for run in status.runs:
-            if run.epoch > self._epochs.get(run.name, 0):
-                self._epochs[run.name] = run.epoch
-                self._say(f"[progress] {run.line()} | {status.headline()}")
-
-
-def _width() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((100, 20)).columns
-
-
 def job_status(folder: str | Path) -> JobStatus:
     """Where the job in ``folder`` stands (a reproduction, a study or a run folder)."""
-    from cnnlab.reproduce import STATE_FILE, planned_runs
-    from cnnlab.study.results import PLAN_FILE
-    from cnnlab.study.runner import planned_runs as study_runs
-
     folder = Path(folder)
-    if (folder / STATE_FILE).is_file():
-        kind, planned = "reproduction", planned_runs(folder)
-    elif (folder / PLAN_FILE).is_file():
-        kind, planned = "study", study_runs(folder)
+    if is_job(folder):
+        kind, planned = read_plan(folder)
     elif RunFolder(folder).config.is_file():
         kind, planned = "run", [Planned(folder.name, folder, _epochs(folder))]
     else:
         raise CnnlabError(
-            f"{folder}: not a reproduction, study or run folder (no {STATE_FILE}, "
-            f"{PLAN_FILE} or {RunFolder(folder).config.name})"
+            f"{folder}: not a reproduction, study or run folder (no {REPRODUCTION_FILE}, "
+            f"{STUDY_FILE} or {RunFolder(folder).config.name})"
         )
     return JobStatus(kind, folder, tuple(run_status(p) for p in planned))
 
