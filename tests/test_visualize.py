@@ -377,6 +377,7 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
         "filters_conv1.png",
         "filters_conv1.npz",
         "gradcam.png",
+        "gradcam_pp.png",
         "guided_gradcam.png",
         "saliency.png",
         "heatmaps.npz",
@@ -393,8 +394,9 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
     assert summary["activations"]["pool1"]["shape"] == [8, 32, 11, 11]
     scores = json.loads((out / "scores.json").read_text())
     assert scores["images"] == 24 and scores["masks"] is True
-    # the random reference; two layer methods x two layers, two input methods, four of Captum's
-    assert len(scores["rows"]) == 1 + 2 * 2 + 2 + 4
+    # the random reference; three layer methods (Grad-CAM, Grad-CAM++, Guided Grad-CAM) x two
+    # layers, two input methods, four of Captum's
+    assert len(scores["rows"]) == 1 + 3 * 2 + 2 + 4
     assert [r["method"] for r in scores["rows"]][:1] == ["random"]
     assert {r["method"] for r in scores["rows"][-4:]} == {
         "integrated_gradients", "occlusion", "deeplift", "gradient_shap"
@@ -406,7 +408,7 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
             assert -1 <= row["rank_corr_random"] <= 1
     assert scores["faithfulness_images"] == 24 and scores["sanity_images"] == 24
     (agree,) = scores["agreement"]
-    assert agree["methods"] == 10 and -1 <= agree["spearman"] <= 1
+    assert agree["methods"] == 12 and -1 <= agree["spearman"] <= 1
     header = format_scores(scores["rows"]).splitlines()[0]
     assert "pointing_1px" in header and "deletion" in header and "insertion" in header
     # Same call, same default sample; given images and one head of a multi-head model.
@@ -425,6 +427,26 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
     assert (tmp_path / "mh" / "gradcam_angle.png").is_file()
     with pytest.raises(CnnlabError, match="uint8"):
         visualize_run(runs["p1"], tmp_path / "bad", images=torch.zeros(2, 1, 28, 28))
+
+
+def test_methods_choose_the_pictures_arrays_and_rows(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "chosen"
+    summary = visualize_run(
+        runs["p1"],
+        out,
+        layers=["pool1"],
+        filters=False,
+        methods=["gradcam_pp", "occlusion"],
+        score=True,
+        score_images=8,
+    )
+    assert sorted(p.name for p in out.glob("*.png")) == ["activations_pool1.png", "gradcam_pp.png"]
+    with np.load(out / "heatmaps.npz") as arrays:
+        assert {"gradcam_pp_pool1_map", "occlusion_map"} <= set(arrays.files)
+        assert not any(key.startswith(("gradcam_pool1", "saliency")) for key in arrays.files)
+    assert summary["heatmaps"]["output"]["methods"] == ["gradcam_pp", "occlusion"]
+    rows = [(r["method"], r["layer"]) for r in summary["scores"]["rows"]]
+    assert rows == [("random", None), ("gradcam_pp", "pool1"), ("occlusion", None)]
 
 
 def test_saliency_is_the_input_gradient(p1: Run, test_split) -> None:

@@ -290,7 +290,7 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
         "provenance, learning curves, metrics, confusion matrices and factor analysis; several "
         "runs side by side with a comparison table. A run with pictures from 'cnnlab "
         "visualize' in RUN_DIR/visualize also gets a 'Looking inside' section: activations, "
-        "filter images, Grad-CAM / guided Grad-CAM / saliency (per head) and, on Lines, the "
+        "filter images, the heatmaps of the explanation methods (per head) and, on Lines, the "
         "localisation scores read in words.",
     )
     report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -324,14 +324,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
+    from cnnlab.visualize.methods import REGISTRY, chosen, drawn
+
     visualize = commands.add_parser(
         "visualize",
         help="look inside a trained run: activations, filters, Grad-CAM, saliency",
         description="Write activation grids, filter images (gradient ascent from a blank input, "
-        "all filters of a layer in one batch), Grad-CAM / guided Grad-CAM / saliency heatmaps "
-        "and their raw arrays into --out; --score ranks the explanation methods by evidence: "
-        "localisation against the Lines masks, faithfulness (deletion and insertion curves, "
-        "any dataset) and the randomisation check.",
+        "all filters of a layer in one batch), the heatmaps of the explanation methods ("
+        + ", ".join(m.title for m in chosen(drawn()))
+        + ") and their raw arrays into --out; --score ranks the explanation methods by "
+        "evidence: localisation against the Lines masks, faithfulness (deletion and insertion "
+        "curves, any dataset) and the randomisation check.",
     )
     visualize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     visualize.add_argument(
@@ -362,6 +365,15 @@ def _add_visualize_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the scoreboard of explanation methods (masks, faithfulness, randomisation)",
     )
+    visualize.add_argument(
+        "--method",
+        dest="methods",
+        action="append",
+        choices=list(REGISTRY),
+        metavar="NAME",
+        help="an explanation method to draw and score (repeatable; default: those with a "
+        f"picture, and the scored ones with --score): {', '.join(REGISTRY)}",
+    )
     _add_trust_option(visualize)
     visualize.set_defaults(handler=_visualize)
 
@@ -385,6 +397,7 @@ def _visualize(args: argparse.Namespace) -> int:
         head=args.head,
         target_class=target,
         score=args.score,
+        methods=args.methods,
     )
     print(f"pictures and arrays written to {out}")
     if args.score and summary.get("scores"):

@@ -25,24 +25,17 @@ from cnnlab.report.inside_words import (
     SCORE_HEADERS,
     by_head,
     is_reference,
+    joined,
     passes,
     score_reading,
 )
 from cnnlab.report.records import RunRecord, pictures_of
 from cnnlab.report.render import Cell, Figure, Table, facts, figure, png_figure, render, table
-from cnnlab.runfolder import HEATMAP_KINDS, SCORE_KEYS, Pictures, RunFolder
+from cnnlab.runfolder import SCORE_KEYS, Pictures, RunFolder
+from cnnlab.visualize.methods import REGISTRY, Picture, pictures
 
 LOCALISATION = SCORE_KEYS
 FAITHFULNESS = ("deletion", "insertion")
-
-KINDS = dict(
-    zip(
-        HEATMAP_KINDS,
-        ("Grad-CAM", "Guided Grad-CAM", "Saliency and guided backpropagation"),
-        strict=True,
-    )
-)
-"""The heatmap galleries, in page order, with their headings."""
 
 INPUT_SCALE = 4
 """How many times the explained input images are enlarged (pixels kept)."""
@@ -115,6 +108,7 @@ class InsideView:
     activations: Layers | None  # None: not made for this run
     filters: Layers | None
     heatmaps: tuple[Gallery, ...]
+    heatmap_names: str  # the methods of the galleries: "Grad-CAM, ... and saliency"
     scores: Scores | None
     shown = True
 
@@ -156,6 +150,7 @@ def view(inside: Pictures, label: str, masks: bool = False) -> InsideView:
     """What the section shows of a checked visualize folder (reads and embeds its PNGs);
     ``masks``: the run's data has object masks (the heatmaps outline them)."""
     inputs, problem = _inputs(inside)
+    drawn = _pictures(inside)
     return InsideView(
         folder=str(inside.folder),
         outlined=masks and inside.summary["images"].get("source") == "test sample",
@@ -166,7 +161,8 @@ def view(inside: Pictures, label: str, masks: bool = False) -> InsideView:
         per_head=len(inside.summary["heatmaps"]) > 1,
         activations=_layers(inside, "activations", label),
         filters=_layers(inside, "filters", label),
-        heatmaps=_heatmaps(inside, label),
+        heatmaps=_heatmaps(inside, drawn, label),
+        heatmap_names=joined([p.methods[0].title for p in drawn]),
         scores=None if inside.scores is None else _scores(inside.scores, label),
     )
 
@@ -304,24 +300,32 @@ def _layer_title(kind: str, name: str, entry: Mapping[str, Any]) -> str:
     return f"{name}: {entry.get('count', '?')} filter images{gained}"
 
 
-def _heatmaps(inside: Pictures, label: str) -> tuple[Gallery, ...]:
-    """Grad-CAM, Guided Grad-CAM and saliency galleries; a multi-head model's side by side,
+def _pictures(inside: Pictures) -> tuple[Picture, ...]:
+    """The heatmap pictures every head has, in page order (methods this cnnlab knows)."""
+    entries = list(inside.summary["heatmaps"].values())
+    named = set(entries[0].get("methods") or REGISTRY)
+    methods = [m for m in REGISTRY.values() if m.name in named]
+    return tuple(p for p in pictures(methods) if all(p.name in entry for entry in entries))
+
+
+def _heatmaps(inside: Pictures, drawn: tuple[Picture, ...], label: str) -> tuple[Gallery, ...]:
+    """A gallery per picture (Grad-CAM, ..., saliency); a multi-head model's side by side,
     one captioned figure per head."""
     heatmaps = inside.summary["heatmaps"]
     multi = list(heatmaps) != ["output"]
     return tuple(
         Gallery(
-            title,
+            picture.heading,
             tuple(
                 figure(
-                    inside.png(entry[kind]),
-                    f"{title} of {label}" + (f", head {head}" if multi else ""),
+                    inside.png(entry[picture.name]),
+                    f"{picture.heading} of {label}" + (f", head {head}" if multi else ""),
                     caption=f"head {head}" if multi else None,
                 )
                 for head, entry in heatmaps.items()
             ),
         )
-        for kind, title in KINDS.items()
+        for picture in drawn
     )
 
 

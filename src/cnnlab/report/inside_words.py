@@ -8,23 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cnnlab.report.facts import integer
+from cnnlab.visualize.methods import REGISTRY
 
 SANITY_LIMIT = 0.5
 """A method passes the randomisation check when the mean rank correlation between its maps
 for the trained and for a re-initialised model is below this."""
 
-METHOD_NAMES = {
-    "gradcam": "Grad-CAM",
-    "guided_gradcam": "Guided Grad-CAM",
-    "saliency": "saliency",
-    "guided_backprop": "guided backprop",
-    "integrated_gradients": "Integrated Gradients",
-    "occlusion": "Occlusion",
-    "deeplift": "DeepLIFT",
-    "gradient_shap": "GradientSHAP",
-    "random": "random (reference)",
-}
-"""How the reading and the score table name each method."""
+METHOD_NAMES = {**{name: m.title for name, m in REGISTRY.items()}, "random": "random (reference)"}
+"""How the reading and the score table name each method (its title) and the random reference."""
 
 SCORE_HEADERS = {
     "pointing": "pointing game",
@@ -121,7 +112,7 @@ def _per_head(groups: Mapping[Any, Sequence[Mapping[str, Any]]], n: str) -> list
     sentences = []
     for name, heads in winners.items():
         rows = [bests[h] for h in heads]
-        which = "every head" if len(heads) == len(groups) else _and([f"{h}" for h in heads])
+        which = "every head" if len(heads) == len(groups) else joined([f"{h}" for h in heads])
         hits = ", ".join(f"{h} {_pct(r['pointing'])}" for h, r in zip(heads, rows, strict=True))
         failing = [h for h, r in zip(heads, rows, strict=True) if passes(r) is False]
         checked = any(passes(r) is not None for r in rows)
@@ -130,7 +121,7 @@ def _per_head(groups: Mapping[Any, Sequence[Mapping[str, Any]]], n: str) -> list
             if not checked
             else "; it passes the randomisation check"
             if not failing
-            else f"; it fails the randomisation check for {_and(failing)}"
+            else f"; it fails the randomisation check for {joined(failing)}"
         )
         sentences.append(
             f"{_cap(name)} points at the line best for {which}: its hottest pixel is on the "
@@ -272,7 +263,7 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _and(items: Sequence[str]) -> str:
+def joined(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
 

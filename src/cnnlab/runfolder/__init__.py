@@ -37,7 +37,6 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import usual_permissions, write_json
 from cnnlab.runfolder.pictures import (
-    HEATMAP_KINDS,
     SCORE_KEYS,
     VISUALIZE_INPUTS,
     VISUALIZE_SCORES,
@@ -451,7 +450,6 @@ def _tag(split: str, transfer: str | None) -> str:
 __all__ = [
     "FINAL_STATES",
     "FORMAT",
-    "HEATMAP_KINDS",
     "METRICS_KEYS",
     "SCORE_KEYS",
     "SPLITS",

@@ -18,9 +18,6 @@ VISUALIZE_SCORES = "scores.json"
 VISUALIZE_INPUTS = "inputs.npy"
 """The visualize folder's explained images, uint8 (N, C, H, W)."""
 
-HEATMAP_KINDS = ("gradcam", "guided_gradcam", "saliency")
-"""The heatmap pictures of each head in a visualize summary."""
-
 SCORE_KEYS = ("pointing", "pointing_1px", "energy", "topk_iou")
 """The localisation scores of each row of ``scores.json`` (``rank_corr_random`` besides)."""
 
@@ -100,13 +97,17 @@ def _check_pictures(summary: dict[str, Any], folder: Path) -> None:
         raise CnnlabError(f"{name}: 'filters' is not a table of layers")
     entries = [*summary["activations"].values(), *filters.values()]
     pictures = [entry.get("png") if isinstance(entry, dict) else None for entry in entries]
-    for entry in heatmaps.values():
-        pictures += [entry.get(k) if isinstance(entry, dict) else None for k in HEATMAP_KINDS]
+    for entry in heatmaps.values():  # its pictures: one per picture of the methods drawn
+        pictures += [p for p in entry.values() if _png(p)] if isinstance(entry, dict) else [None]
     for picture in pictures:
         if not isinstance(picture, str):
             raise CnnlabError(f"{name} names a picture without a file")
         if not (folder / Path(picture).name).is_file():
             raise CnnlabError(f"{Path(picture).name} is missing (an interrupted run?)")
+
+
+def _png(value: Any) -> bool:
+    return isinstance(value, str) and value.endswith(".png")
 
 
 def _check_scores(scores: dict[str, Any]) -> None:

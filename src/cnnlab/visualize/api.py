@@ -2,8 +2,9 @@
 
 Writes into ``out_dir``: ``inputs.npy`` (the images explained); per layer
 ``activations_<layer>.png/.npz`` and ``filters_<layer>.png/.npz``; per head (multi-head models)
-``gradcam[_<head>].png``, ``guided_gradcam[_<head>].png``, ``saliency[_<head>].png`` with one
-``heatmaps[_<head>].npz``; ``scores.json`` when scoring; and ``summary.json`` (what it returns).
+one ``<picture>[_<head>].png`` per picture of the methods drawn (``gradcam``, ``saliency`` ...:
+:mod:`~cnnlab.visualize.methods`) with one ``heatmaps[_<head>].npz``; ``scores.json`` when
+scoring; and ``summary.json`` (what it returns).
 """
 
 from __future__ import annotations
@@ -24,21 +25,18 @@ from cnnlab.runfolder import FORMAT, VISUALIZE_INPUTS, VISUALIZE_SCORES, VISUALI
 from cnnlab.training.run import Run, load_run, prepare_dataset
 from cnnlab.visualize.activations import layer_activations
 from cnnlab.visualize.attribution import attribute
-from cnnlab.visualize.cam import METHODS, Heatmap, explain
+from cnnlab.visualize.cam import Heatmap, Target, explain
 from cnnlab.visualize.faithfulness import faithfulness_curves, random_maps, summarize
 from cnnlab.visualize.figures import plot_activations, plot_filters, plot_heatmaps
 from cnnlab.visualize.filters import FilterSettings, visualize_filters
 from cnnlab.visualize.hooks import resolve_layers
+from cnnlab.visualize.methods import Method, chosen, drawn, pictures, scored
 from cnnlab.visualize.scoring import RANDOM, agreement, randomized_copy, score_row
 
 SAMPLE_SEED = 0
 """The default images are the same for every run of a dataset: drawn with this seed."""
 
 SAMPLE_SIZE = 8
-
-SCORED_ATTRIBUTIONS = ("integrated_gradients", "occlusion", "deeplift", "gradient_shap")
-"""The Captum methods on the scoreboard beside :func:`explain`'s (``layer_gradcam`` is the same
-map as cnnlab's Grad-CAM: tested, not scored twice)."""
 
 FAITHFULNESS_IMAGES = 128
 """Of the scored images, how many get deletion and insertion curves (each costs
@@ -50,13 +48,10 @@ SANITY_IMAGES = 64
 """Of the scored images, how many the re-initialised model explains too (the sanity check)."""
 
 ATTRIBUTION_BATCH = 128
+"""Images per batch of the methods computed from the model (Captum's)."""
 
-KIND_TITLES = {
-    "gradcam": "Grad-CAM",
-    "guided_gradcam": "Guided Grad-CAM",
-    "saliency": "saliency and guided backprop",
-}
-"""How each heatmap figure is named in its title."""
+SCORED_ATTRIBUTIONS = tuple(m.name for m in chosen(scored()) if not m.from_pass)
+"""The scored methods computed from the model (Captum's), as the registry marks them."""
 
 
 def visualize_run(
@@ -73,6 +68,7 @@ def visualize_run(
     filter_settings: FilterSettings | None = None,
     score_images: int = 256,
     batch_size: int = 256,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Activations, filter images and heatmaps of a trained run; optionally scored heatmaps.
 
@@ -82,10 +78,11 @@ def visualize_run(
     ``target_class``: the class explained, an index or a class name (default: the predicted
     class). Filter images are drawn for ``filter_layers`` (default: the convolutions among
     ``layers``; a pool layer's channels are its convolution's, pooled); ``filters=False`` skips
-    them. ``score``: score every method (Grad-CAM and Guided Grad-CAM per layer, saliency,
-    guided backprop, the Captum methods) on ``score_images`` seeded test images: against the
-    object masks (Lines), by faithfulness (deletion and insertion) and against a re-initialised
-    model (:func:`score_run`); writes ``scores.json``. Returns a summary of paths, shapes,
+    them. ``score``: score the scored methods (CAM-style ones per layer) on ``score_images``
+    seeded test images: against the object masks (Lines), by faithfulness (deletion and
+    insertion) and against a re-initialised model (:func:`score_run`); writes ``scores.json``.
+    ``methods``: names in :mod:`~cnnlab.visualize.methods` to draw and score (default: those
+    with a picture are drawn, the scored ones scored). Returns a summary of paths, shapes,
     targets and scores.
     """
     run = load_run(run_dir)
@@ -170,11 +167,12 @@ def visualize_run(
             }
 
     summary["heatmaps"] = {}
+    shown = chosen(drawn() if methods is None else methods)
     for head_name in heads:
         target = _target(run, head_name, target_class)
-        maps = explain(model, inputs, names, head=head_name, target=target, batch_size=batch_size)
+        explained = heatmaps(model, inputs, names, shown, head_name, target, batch_size)
         summary["heatmaps"][head_name or "output"] = _write_heatmaps(
-            out, x, maps, names, head_name, run, row_titles, masks
+            out, x, explained, shown, names, head_name, run, row_titles, masks
         )
 
     if score:
@@ -186,6 +184,7 @@ def visualize_run(
             n=score_images,
             batch_size=batch_size,
             dataset=dataset,
+            methods=methods,
         )
         write_json(out / VISUALIZE_SCORES, summary["scores"])
         summary["scores_json"] = str(out / VISUALIZE_SCORES)
@@ -205,11 +204,12 @@ def score_run(
     batch_size: int = 256,
     seed: int = SAMPLE_SEED,
     dataset: ImageDataset | None = None,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The scoreboard of explanation methods on ``n`` seeded test images of the run's dataset
-    (``dataset``: it, already loaded): every method of :func:`explain` (the Grad-CAM family at
-    every layer) and of :data:`~cnnlab.visualize.attribution.ATTRIBUTION_METHODS`, per head,
-    scored by localisation against the object masks (Lines; none without masks), by
+    (``dataset``: it, already loaded): ``methods`` (default: the scored ones of
+    :mod:`~cnnlab.visualize.methods`; CAM-style ones at every layer), per head, scored by
+    localisation against the object masks (Lines; none without masks), by
     faithfulness (deletion and insertion areas on the first ``faithfulness_images`` of them)
     and by the randomisation check (on the first ``sanity_images``); rows as in
     :data:`~cnnlab.visualize.scoring.METRICS`, with a ``random`` reference row per head, and
@@ -224,33 +224,16 @@ def score_run(
     few = min(faithfulness_images, len(picked))
     sane = min(sanity_images, len(picked))
     twin = randomized_copy(run.model, seed)
+    wanted = chosen(scored() if methods is None else methods)
     rows = []
     for head_name in heads:
         target = _target(run, head_name, target_class)
-        trained = explain(
-            run.model, inputs, layers, head=head_name, target=target, batch_size=batch_size
-        )
+        trained = heatmaps(run.model, inputs, layers, wanted, head_name, target, batch_size, seed)
         # The randomised model explains the same classes as the trained one.
         classes = next(iter(trained.values())).target
-        randomised = explain(
-            twin,
-            inputs[:sane],
-            layers,
-            head=head_name,
-            target=classes[:sane],
-            batch_size=batch_size,
+        randomised = heatmaps(
+            twin, inputs[:sane], layers, wanted, head_name, classes[:sane], batch_size, seed
         )
-        for method in SCORED_ATTRIBUTIONS:
-            for model, x, maps in ((run.model, inputs, trained), (twin, inputs[:sane], randomised)):
-                maps[(method, None)] = attribute(
-                    model,
-                    x,
-                    method,
-                    head=head_name,
-                    target=classes[: x.shape[0]],
-                    seed=seed,
-                    batch_size=ATTRIBUTION_BATCH,
-                )
         faithful = {"head": head_name, "target": classes[:few], "batch_size": batch_size}
         noise = random_maps((len(picked), *inputs.shape[2:]), seed)
         rows.append(
@@ -283,6 +266,41 @@ def score_run(
         "agreement": agreement(rows),
         "seconds": time.perf_counter() - start,
     }
+
+
+def heatmaps(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str],
+    methods: Sequence[Method],
+    head: str | None,
+    target: Target,
+    batch_size: int,
+    seed: int = SAMPLE_SEED,
+) -> dict[tuple[str, str | None], Heatmap]:
+    """``methods``' heatmaps for ``inputs``, keyed ``(method, layer)``: the gradient methods from
+    one pass per batch (:func:`explain`), then the others (:func:`attribute`, in batches of
+    :data:`ATTRIBUTION_BATCH`) for the classes the gradient methods explained."""
+    gradient = [m.name for m in methods if m.from_pass]
+    maps: dict[tuple[str, str | None], Heatmap] = {}
+    if gradient:
+        maps = explain(
+            model, inputs, layers, methods=gradient, head=head, target=target, batch_size=batch_size
+        )
+        target = next(iter(maps.values())).target
+    for method in (m for m in methods if not m.from_pass):
+        for layer in method.at(layers):
+            maps[(method.name, layer)] = attribute(
+                model,
+                inputs,
+                method.name,
+                layer=layer,
+                head=head,
+                target=target,
+                seed=seed,
+                batch_size=ATTRIBUTION_BATCH,
+            )
+    return maps
 
 
 def _faithfulness(
@@ -361,6 +379,7 @@ def _write_heatmaps(
     out: Path,
     x: torch.Tensor,
     maps: dict[tuple[str, str | None], Heatmap],
+    methods: Sequence[Method],
     layers: Sequence[str],
     head: str | None,
     run: Run,
@@ -383,26 +402,21 @@ def _write_heatmaps(
         "target_names": explained,
         "scores": [round(float(s), 4) for s in any_map.score],
     }
-    figures = {
-        "gradcam": [(f"Grad-CAM {name}", maps[("gradcam", name)].maps) for name in layers],
-        "guided_gradcam": [
-            (f"Guided G-CAM {name}", maps[("guided_gradcam", name)].maps) for name in layers
-        ],
-        "saliency": [
-            ("saliency", maps[("saliency", None)].maps),
-            ("guided backprop", maps[("guided_backprop", None)].maps),
-        ],
-    }
-    for kind, panels in figures.items():
+    for picture in pictures(methods):
+        panels = [
+            (m.panel(layer), maps[m.name, layer].maps)
+            for m in picture.methods
+            for layer in m.at(layers)
+        ]
         png = plot_heatmaps(
             x,
             panels,
-            out / f"{kind}{suffix}.png",
-            title=f"{what}{KIND_TITLES[kind]} for the class after -> (in brackets: {logit})",
+            out / f"{picture.name}{suffix}.png",
+            title=f"{what}{picture.title} for the class after -> (in brackets: {logit})",
             row_titles=titles,
             masks=masks,
         )
-        entry[kind] = str(png)
+        entry[picture.name] = str(png)
     arrays = {}
     for (method, layer), heatmap in maps.items():
         key = method if layer is None else f"{method}_{layer}"
@@ -411,7 +425,7 @@ def _write_heatmaps(
     arrays["target"] = any_map.target.numpy()
     arrays["score"] = any_map.score.numpy()
     entry["npz"] = str(_save_npz(out / f"heatmaps{suffix}.npz", **arrays))
-    entry["methods"] = list(METHODS)
+    entry["methods"] = [m.name for m in methods]
     return entry
 
 

@@ -31,18 +31,14 @@ from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.visualize.cam import Heatmap, Target, class_scores, head_logits
+from cnnlab.visualize.cam import Heatmap, Target, class_scores, explain, head_logits
 from cnnlab.visualize.geometry import layer_geometry, upsample
 from cnnlab.visualize.hooks import eval_mode, resolve_layers
+from cnnlab.visualize.methods import REGISTRY, lookup
 
-ATTRIBUTION_METHODS = (
-    "integrated_gradients",
-    "occlusion",
-    "deeplift",
-    "gradient_shap",
-    "layer_gradcam",
-)
-"""Methods of :func:`attribute`; ``layer_gradcam`` needs a ``layer``, the others take none."""
+ATTRIBUTION_METHODS = tuple(m.name for m in REGISTRY.values() if not m.from_pass)
+"""The methods computed from the model (Captum's, in :mod:`~cnnlab.visualize.methods`);
+:func:`attribute` takes these and the gradient methods of :func:`~cnnlab.visualize.cam.explain`."""
 
 Baseline = float | torch.Tensor | None
 
@@ -76,27 +72,37 @@ def attribute(
     seed: int = 0,
     **options: Any,
 ) -> Heatmap:
-    """``method``'s heatmaps for ``inputs`` (normalised (N, C, H, W)), one of
-    :data:`ATTRIBUTION_METHODS`.
+    """``method``'s heatmaps for ``inputs`` (normalised (N, C, H, W)): any method of
+    :mod:`~cnnlab.visualize.methods`, at ``layer`` for a CAM-style one.
 
     ``target``: None (the predicted class), a class for every image, or one per image.
     ``options`` go to the method's own function (``n_steps``, ``window``, ``baseline`` ...);
-    ``seed`` is used by ``gradient_shap`` only.
+    ``seed`` to a method that draws at random (``gradient_shap``).
     """
-    if method not in ATTRIBUTION_METHODS:
-        raise CnnlabError(
-            f"unknown attribution method {method!r}; choose from {ATTRIBUTION_METHODS}"
-        )
-    if method == "layer_gradcam":
-        if layer is None:
-            raise CnnlabError("layer_gradcam needs a layer")
-        options["layer"] = layer
-    elif layer is not None:
+    described = lookup(method)
+    if described.layer and layer is None:
+        raise CnnlabError(f"{method} needs a layer")
+    if not described.layer and layer is not None:
         raise CnnlabError(f"{method} works at the input and takes no layer (got {layer!r})")
-    if method == "gradient_shap":
-        options["seed"] = seed
-    function = _FUNCTIONS[method]
+    if described.from_pass:
+        if options:
+            raise CnnlabError(f"{method} has no option(s) {', '.join(sorted(options))}")
+        maps = explain(
+            model,
+            inputs,
+            [] if layer is None else [layer],
+            methods=(method,),
+            head=head,
+            target=target,
+            batch_size=batch_size,
+        )
+        return next(iter(maps.values()))
+    function = described.function
     allowed = set(inspect.signature(function).parameters) - {"model", "inputs"}
+    if layer is not None:
+        options["layer"] = layer
+    if "seed" in allowed:
+        options["seed"] = seed
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise CnnlabError(f"{method} has no option(s) {', '.join(unknown)}")
@@ -245,15 +251,6 @@ def captum_layer_gradcam(
     heatmap = _input_method("layer_gradcam", model, inputs, run, head, target, batch_size)
     maps = upsample(heatmap.raw, size, geometry)
     return Heatmap("layer_gradcam", name, maps, heatmap.raw, heatmap.target, heatmap.score)
-
-
-_FUNCTIONS: dict[str, Callable[..., Heatmap]] = {
-    "integrated_gradients": integrated_gradients,
-    "occlusion": occlusion,
-    "deeplift": deeplift,
-    "gradient_shap": gradient_shap,
-    "layer_gradcam": captum_layer_gradcam,
-}
 
 
 @contextlib.contextmanager

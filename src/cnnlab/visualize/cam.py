@@ -1,16 +1,20 @@
-"""Grad-CAM at any conv/pool layer, Guided Grad-CAM, guided backpropagation and saliency.
+"""The gradient methods: Grad-CAM at any conv/pool layer, Guided Grad-CAM, guided
+backpropagation and saliency (and any other method of :mod:`~cnnlab.visualize.methods` marked
+``from_pass``, as Grad-CAM++).
 
 All methods explain one score per image: a class logit, chosen per image (default: the
 predicted class). For a multi-head model :func:`class_scores` picks the named head's logits;
 a one-unit (sigmoid) head scores class 1 by its logit and class 0 by minus its logit. Heatmaps
-for a batch come from one forward and one backward pass (two with the guided methods): images
-do not interact in eval mode, so the gradient of the summed scores is each image's own.
+for a batch come from one forward and one backward pass, a :class:`Pass` (and one guided
+backward pass with the guided methods): images do not interact in eval mode, so the gradient of
+the summed scores is each image's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -18,14 +22,13 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.visualize.geometry import Geometry, layer_geometry, upsample
 from cnnlab.visualize.hooks import eval_mode, guided_relus, recording, resolve_layers
+from cnnlab.visualize.methods import REGISTRY, chosen
 
 Target = int | Sequence[int] | torch.Tensor | None
 
-METHODS = ("gradcam", "guided_gradcam", "saliency", "guided_backprop")
-"""``gradcam`` and ``guided_gradcam`` are per layer; ``saliency`` and ``guided_backprop`` are
-gradients at the input."""
-
-LAYER_METHODS = ("gradcam", "guided_gradcam")
+METHODS = tuple(m.name for m in REGISTRY.values() if m.from_pass)
+"""The gradient methods of :func:`explain`, computed from one :class:`Pass` (``from_pass`` in
+:mod:`~cnnlab.visualize.methods`); the CAM-style ones per layer."""
 
 
 @dataclass(frozen=True)
@@ -93,25 +96,32 @@ def explain(
     inputs: torch.Tensor,
     layers: Sequence[str] = (),
     *,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     head: str | None = None,
     target: Target = None,
     batch_size: int = 256,
 ) -> dict[tuple[str, str | None], Heatmap]:
-    """Heatmaps of ``methods`` for ``inputs`` (the model's normalised (N, C, H, W) input).
+    """Heatmaps of ``methods`` (default :data:`METHODS`: every gradient method) for ``inputs``
+    (the model's normalised (N, C, H, W) input).
 
-    Grad-CAM and Guided Grad-CAM are computed at each of ``layers`` (names as in
+    CAM-style methods are computed at each of ``layers`` (names as in
     :func:`~cnnlab.visualize.hooks.resolve_layers`); keys are ``(method, layer)``, with layer
-    None for input-gradient methods. Every layer comes from the same forward/backward pass.
+    None for input-gradient methods, in registry order. Every method and layer of a batch comes
+    from the same :class:`Pass`.
     """
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise CnnlabError(f"unknown method(s) {', '.join(unknown)}; choose from {METHODS}")
+    wanted = chosen(METHODS if methods is None else methods)
+    other = [m.name for m in wanted if not m.from_pass]
+    if other:
+        raise CnnlabError(
+            f"{', '.join(other)}: not a gradient method of explain(); use attribute()"
+        )
     modules = resolve_layers(model, layers) if layers else {}
-    if modules and not set(methods) & set(LAYER_METHODS):
+    at_layers = [m.title for m in wanted if m.layer]
+    at_input = len(at_layers) < len(wanted)
+    if modules and not at_layers:
         modules = {}
-    if set(methods) & set(LAYER_METHODS) and not modules:
-        raise CnnlabError("Grad-CAM needs at least one layer")
+    if at_layers and not modules:
+        raise CnnlabError(f"{', '.join(at_layers)}: a CAM-style method needs at least one layer")
     if inputs.ndim != 4 or inputs.shape[0] == 0:
         raise CnnlabError(
             f"inputs must be a non-empty (N, C, H, W) batch, got {tuple(inputs.shape)}"
@@ -127,9 +137,15 @@ def explain(
         for start in range(0, inputs.shape[0], batch_size):
             chunk = inputs[start : start + batch_size]
             chunk_target = _slice_target(target, start, chunk.shape[0])
-            parts.append(
-                _explain_batch(model, chunk, modules, geometry, methods, head, chunk_target)
-            )
+            shared = Pass(model, chunk, modules, geometry, head, chunk_target, at_input)
+            part = {}
+            for m in wanted:
+                for layer in m.at(modules):
+                    maps, raw = m.function(shared, layer)
+                    part[m.name, layer] = Heatmap(
+                        m.name, layer, maps, raw, shared.classes, shared.scores
+                    )
+            parts.append(part)
     return {key: _cat([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -213,55 +229,100 @@ def layer_key(model: nn.Module, layer: str) -> str:
     return next(iter(resolve_layers(model, [layer])))
 
 
-def _explain_batch(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    modules: dict[str, nn.Module],
-    geometry: dict[str, Geometry | None],
-    methods: Sequence[str],
-    head: str | None,
-    target: Target,
-) -> dict[tuple[str, str | None], Heatmap]:
-    size = (inputs.shape[2], inputs.shape[3])
-    x = inputs.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), recording(modules) as acts:
-        scores, classes = class_scores(model(x), head, target)
-        names = list(modules)
-        wrt = [acts[name] for name in names]
-        if "saliency" in methods:
-            wrt.append(x)
-        found = torch.autograd.grad(scores.sum(), wrt, allow_unused=True) if wrt else ()
-        # A layer the score does not depend on (in another head's branch) has no gradient.
-        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, found, strict=True)]
-    scores = scores.detach()
-    out: dict[tuple[str, str | None], Heatmap] = {}
-    cams: dict[str, torch.Tensor] = {}
-    for name, grad in zip(names, grads[: len(names)], strict=True):
-        activation = acts[name].detach()
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * activation).sum(dim=1))
-        cams[name] = upsample(cam, size, geometry[name])
-        if "gradcam" in methods:
-            out[("gradcam", name)] = Heatmap("gradcam", name, cams[name], cam, classes, scores)
-    if "saliency" in methods:
-        g = grads[-1].detach()
-        out[("saliency", None)] = Heatmap("saliency", None, g.abs().amax(1), g, classes, scores)
-    if {"guided_gradcam", "guided_backprop"} & set(methods):
+class Pass:
+    """One batch's forward pass and the backward passes its gradient methods ask for.
+
+    Per layer its ``activations`` and their :attr:`gradients` (d score / d activation), the
+    :attr:`input_gradient` (d score / d input; taken with the layers' when ``input_gradient``)
+    and the :attr:`guided` input gradient (guided backpropagation). Each backward pass is made
+    when a method first asks for its result, at most once.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        modules: dict[str, nn.Module],
+        geometry: dict[str, Geometry | None],
+        head: str | None,
+        target: Target,
+        input_gradient: bool,
+    ) -> None:
+        self.model, self.inputs, self.head, self.geometry = model, inputs, head, geometry
         x = inputs.detach().clone().requires_grad_(True)
-        with torch.enable_grad(), guided_relus(model):
-            guided_scores, _ = class_scores(model(x), head, classes)
-            (g,) = torch.autograd.grad(guided_scores.sum(), [x])
-        if "guided_backprop" in methods:
-            out[("guided_backprop", None)] = Heatmap(
-                "guided_backprop", None, g.abs().amax(1), g, classes, scores
-            )
-        if "guided_gradcam" in methods:
-            for name, cam in cams.items():
-                weighted = g * cam[:, None]
-                out[("guided_gradcam", name)] = Heatmap(
-                    "guided_gradcam", name, weighted.abs().amax(1), weighted, classes, scores
-                )
-    return out
+        with torch.enable_grad(), recording(modules) as acts:
+            scores, self.classes = class_scores(model(x), head, target)
+        self.scores = scores.detach()
+        self.activations = {name: acts[name].detach() for name in modules}
+        self._wrt = [acts[name] for name in modules] + ([x] if input_gradient else [])
+        self._input = input_gradient
+        self._total = scores.sum()
+
+    @cached_property
+    def _found(self) -> list[torch.Tensor]:
+        """The one plain backward pass (it frees the graph): gradients of the summed scores."""
+        found = torch.autograd.grad(self._total, self._wrt, allow_unused=True) if self._wrt else ()
+        # A layer the score does not depend on (in another head's branch) has no gradient.
+        return [
+            torch.zeros_like(t) if g is None else g for t, g in zip(self._wrt, found, strict=True)
+        ]
+
+    @cached_property
+    def gradients(self) -> dict[str, torch.Tensor]:
+        """d score / d activation per layer."""
+        layers = len(self.activations)
+        return dict(zip(self.activations, self._found[:layers], strict=True))
+
+    @property
+    def input_gradient(self) -> torch.Tensor:
+        """d score / d input."""
+        if not self._input:
+            raise CnnlabError("this pass took no input gradient (input_gradient=False)")
+        return self._found[-1].detach()
+
+    @cached_property
+    def guided(self) -> torch.Tensor:
+        """d score / d input with only positive gradients through the ReLUs."""
+        x = self.inputs.detach().clone().requires_grad_(True)
+        with torch.enable_grad(), guided_relus(self.model):
+            scores, _ = class_scores(self.model(x), self.head, self.classes)
+            (grad,) = torch.autograd.grad(scores.sum(), [x])
+        return grad
+
+    def upsample(self, layer: str, maps: torch.Tensor) -> torch.Tensor:
+        """``layer``'s (N, h, w) maps on the input grid, along the layer's geometry."""
+        return upsample(maps, (self.inputs.shape[2], self.inputs.shape[3]), self.geometry[layer])
+
+    def cam(self, layer: str, weights: torch.Tensor) -> torch.Tensor:
+        """The (N, h, w) class activation map of ``layer``: ReLU of its activation maps
+        weighted by ``weights`` (N, C, 1, 1)."""
+        return torch.relu((weights * self.activations[layer]).sum(dim=1))
+
+
+def gradcam_maps(shared: Pass, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM: ReLU of the activation maps weighted by their mean gradients."""
+    cam = shared.cam(layer, shared.gradients[layer].mean(dim=(2, 3), keepdim=True))
+    return shared.upsample(layer, cam), cam
+
+
+def guided_gradcam_maps(shared: Pass, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Guided backpropagation times the upsampled Grad-CAM (maps: the largest |value| over
+    channels)."""
+    cam, _ = gradcam_maps(shared, layer)
+    weighted = shared.guided * cam[:, None]
+    return weighted.abs().amax(1), weighted
+
+
+def saliency_maps(shared: Pass, layer: None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input gradient; maps: its largest |value| over channels."""
+    grad = shared.input_gradient
+    return grad.abs().amax(1), grad
+
+
+def guided_backprop_maps(shared: Pass, layer: None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guided input gradient; maps: its largest |value| over channels."""
+    grad = shared.guided
+    return grad.abs().amax(1), grad
 
 
 def _slice_target(target: Target, start: int, n: int) -> Target:
