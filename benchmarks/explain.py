@@ -73,6 +73,7 @@ from cnnlab.visualize.attribution import attribute, gradient_shap, integrated_gr
 from cnnlab.visualize.cam import METHODS, class_scores, explain
 from cnnlab.visualize.faithfulness import faithfulness_curves
 from cnnlab.visualize.hooks import default_layers
+from cnnlab.visualize.methods import REGISTRY
 
 SEED = 0
 EXPLAIN_BATCH = 256  # explain's and score_run's batch_size
@@ -234,7 +235,8 @@ def estimate(subject: Subject, n: int) -> tuple[str, ...]:
     if any(not rates.get(name) for name in wanted):
         return (subject.name, str(subject.heads), "-", "-", "-", "-", "-", "n/a: a method failed")
     layers = len(default_layers(subject.model))
-    maps = 2 * layers + 2 + len(SCORED_ATTRIBUTIONS)  # Grad-CAM family per layer, 2, Captum
+    one_pass = [m for m in REGISTRY.values() if m.from_pass and m.scored]  # the Grad-CAM family
+    maps = sum(layers if m.layer else 1 for m in one_pass) + len(SCORED_ATTRIBUTIONS)
     explained = (n + sane) / rates[EXPLAIN_ALL]
     attributions = sum((n + sane) / rates[f"captum {m}"] for m in SCORED_ATTRIBUTIONS)
     faithful = (maps + 1) * few / rates[FAITHFULNESS]  # + 1: the random row
