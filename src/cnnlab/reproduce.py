@@ -16,8 +16,8 @@ Steps, each skipped when already done in ``out`` (so a killed reproduction conti
    ``out/summary.md``; always rebuilt.
 
 ``quick`` trains on a few thousand images for 2 epochs: every
-step exercised, every page labelled as quick. ``out/reproduce.json`` records the mode and the
-seconds each step took.
+step exercised, every page labelled as quick. ``out/reproduce.json`` records the mode, the
+runs it plans (for ``cnnlab status``: :mod:`cnnlab.jobs`) and the seconds each step took.
 """
 
 from __future__ import annotations
