@@ -1,0 +1,165 @@
+"""``cnnlab train``, ``cnnlab predict`` and ``cnnlab lr-find``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnnlab.cli import options
+from cnnlab.errors import CnnlabError
+from cnnlab.overrides import preset_names
+
+PRESETS = "presets"
+"""The run-config presets' package folder (``cnnlab.training.config.PRESETS``, read here without
+loading torch; tests/test_cli_help.py checks the two agree)."""
+
+
+def add(commands: options.Commands) -> None:
+    """The ``train``, ``predict`` and ``lr-find`` commands."""
+    _add_train(commands)
+    _add_predict(commands)
+    _add_lr_find(commands)
+
+
+def _add_train(commands: options.Commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a model on your images (the default recipe), or from a config or preset",
+        description="Train a model. CONFIG is a YAML file or a preset: "
+        f"{', '.join(preset_names(PRESETS))}; or DATA (a folder of images, a .csv or .npz, "
+        "mnist, lines): the default recipe (preset 'default': a net chosen for the image size, "
+        "a validation split choosing the weights kept, one-cycle AdamW, label smoothing, "
+        "label-safe augmentation), the run named after the data.",
+    )
+    train.add_argument(
+        "config", nargs="?", metavar="CONFIG|DATA", help="YAML file, preset name, or data"
+    )
+    options.config_set(train, "override a config key, e.g. train.lr=0.01")
+    options.out(train, "RUN_DIR", "run folder (runs/<name>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly")
+    options.device(train)
+    options.quiet(train, "print nothing while training")
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log to RUN_DIR/tensorboard (train.tensorboard=true; cnnlab[tensorboard])",
+    )
+    train.add_argument(
+        "--recipe",
+        metavar="PRESET",
+        help="with DATA: the preset to start from instead of 'default' (e.g. default-long, "
+        "about 4x the training time; or a study preset), the run still named after the data",
+    )
+    options.trust_code(train)
+    train.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cnnlab.training import train
+    from cnnlab.training.recipe import RECIPE, is_data_source, recipe_config
+
+    if (args.config is None) == (args.resume is None):
+        raise CnnlabError("give either CONFIG (a YAML file or preset) or --resume RUN_DIR")
+    if args.resume is not None and (args.overrides or args.out or args.tensorboard):
+        raise CnnlabError(
+            "--resume continues a run as it was: --set, --out and --tensorboard do not apply"
+        )
+    board = ("train.tensorboard=true",) if args.tensorboard else ()
+    config, overrides = args.config, (*args.overrides, *board)
+    presets = preset_names(PRESETS)
+    if config is not None and is_data_source(config):  # your own images: the default recipe
+        config, overrides = recipe_config(config, overrides, args.recipe or RECIPE), ()
+    elif args.recipe is not None:
+        raise CnnlabError("--recipe goes with DATA (a folder, .csv, .npz, mnist or lines)")
+    elif config is not None and config not in presets and not Path(config).exists():
+        raise CnnlabError(
+            f"{config!r}: no such file or folder. Give DATA (a folder of images, a .csv or "
+            f".npz, mnist or lines) or CONFIG (a YAML file or a preset: {', '.join(presets)})"
+        )
+    train(
+        config,
+        out=args.out,
+        overrides=overrides,
+        resume=args.resume,
+        quiet=args.quiet,
+        device=args.device,
+    )
+    return 0
+
+
+def _add_predict(commands: options.Commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="predict classes with a trained run",
+        description="INPUT is an image file, a folder of images, or an .npz with an 'images' "
+        "array. Prints (or writes with --out) one CSV row per image.",
+    )
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    predict.add_argument("input", type=Path, metavar="INPUT")
+    options.out(predict, "CSV", "write the CSV here")
+    options.trust_code(predict)
+    predict.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict, predictions_csv, write_predictions
+
+    predictions = predict(args.run_dir, args.input)
+    if args.out:
+        write_predictions(args.out, predictions)
+        print(f"{len(predictions)} predictions written to {args.out}")
+    else:
+        sys.stdout.write(predictions_csv(predictions))
+    return 0
+
+
+def _add_lr_find(commands: options.Commands) -> None:
+    finder = commands.add_parser(
+        "lr-find",
+        help="the learning-rate range test: loss against an exponentially growing rate",
+        description="Train CONFIG's model for up to --steps batches while the learning rate "
+        "grows exponentially from --min to --max (the config's optimiser, loss and batch; its "
+        "schedule replaced by the ramp), stopping once the smoothed loss passes 4x its best. "
+        "Draws loss against rate with a suggestion marked: the rate where the smoothed loss "
+        "falls fastest. The suggestion is a heuristic to read off the curve (its reliability "
+        "is disputed); seeded by the config; writes the plot (and --json) only, no run folder.",
+    )
+    finder.add_argument("config", metavar="CONFIG", help="YAML file or preset name")
+    options.config_set(finder, "override a config key, e.g. train.batch_size=64")
+    finder.add_argument("--steps", type=int, default=200, help="batches at most (200)")
+    finder.add_argument("--min", type=float, default=1e-7, dest="lr_min", help="first rate")
+    finder.add_argument("--max", type=float, default=10.0, dest="lr_max", help="last rate")
+    options.out(finder, "PNG", "where to draw it (lr-find-<name>.png)", old="--plot")
+    options.json_file(finder, "also write the curve here")
+    options.device(finder)
+    finder.set_defaults(handler=_lr_find)
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    from cnnlab.fileio import write_json
+    from cnnlab.training import load_config
+    from cnnlab.training.lr_finder import lr_find, plot_range_test
+
+    config = load_config(args.config, args.overrides)
+    result = lr_find(
+        config, steps=args.steps, lr_min=args.lr_min, lr_max=args.lr_max, device=args.device
+    )
+    plot = args.out or Path(f"lr-find-{config.name}.png")
+    plot_range_test(result, plot, f"learning-rate range test: {config.name}")
+    if args.json is not None:
+        write_json(args.json, result.to_dict())
+    end = "stopped early: the loss passed 4x its best" if result.stopped_early else "all steps"
+    print(
+        f"{config.name}: {len(result.lrs)} steps, rate {result.lrs[0]:.2g} to "
+        f"{result.lrs[-1]:.2g} ({end}); lowest smoothed loss {min(result.smoothed):.4f}"
+    )
+    if result.suggestion is None:
+        print("no suggestion: too few steps; read the curve")
+    else:
+        print(
+            f"suggestion: {result.suggestion:.2g} (steepest fall of the smoothed loss; a "
+            "heuristic: read the curve)"
+        )
+    print(f"plot: {plot}")
+    return 0
