@@ -262,7 +262,7 @@ def test_check_missing_path_is_one_line(tmp_path: Path, capsys: Capsys) -> None:
 
 
 def test_check_mnist_finds_no_test_image_in_training(mnist_dir: Path, capsys: Capsys) -> None:
-    code, stdout, err = run(capsys, "data", "check", "mnist", "--dir", mnist_dir, "--strict")
+    code, stdout, err = run(capsys, "data", "check", "mnist", "--mnist-dir", mnist_dir, "--strict")
     assert (code, err) == (0, "")
     assert stdout.startswith("mnist (mnist)\ndata check: train 42,000 images (42,000 distinct)")
     assert "  0 test images equal a training image" in stdout
@@ -277,7 +277,7 @@ def test_check_mnist_finds_no_test_image_in_training(mnist_dir: Path, capsys: Ca
     [("study", "42000 train / 28000 test"), ("official", "60000 train / 10000 test")],
 )
 def test_mnist_prints_its_split(mnist_dir: Path, capsys: Capsys, split: str, counts: str) -> None:
-    code, stdout, err = run(capsys, "data", "mnist", "--dir", mnist_dir, "--split", split)
+    code, stdout, err = run(capsys, "data", "mnist", "--mnist-dir", mnist_dir, "--mnist-split", split)
     assert (code, err) == (0, "")
     assert stdout.startswith(f"mnist: {counts} images, 28x28x1, 10 classes")
     assert f"source: folder {mnist_dir}" in stdout
@@ -285,14 +285,14 @@ def test_mnist_prints_its_split(mnist_dir: Path, capsys: Capsys, split: str, cou
 
 def test_mnist_missing_folder_is_one_line(tmp_path: Path, capsys: Capsys) -> None:
     missing = tmp_path / "nowhere"
-    assert_one_line_error(*run(capsys, "data", "mnist", "--dir", missing), str(missing))
+    assert_one_line_error(*run(capsys, "data", "mnist", "--mnist-dir", missing), str(missing))
 
 
 def test_mnist_out_exports_npz_card_and_preview(
     mnist_dir: Path, tmp_path: Path, capsys: Capsys
 ) -> None:
     out = tmp_path / "mnist"
-    code, stdout, _ = run(capsys, "data", "mnist", "--dir", mnist_dir, "--out", out)
+    code, stdout, _ = run(capsys, "data", "mnist", "--mnist-dir", mnist_dir, "--out", out)
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "mnist.npz", "preview.png"]
     assert (out / "preview.png").read_bytes().startswith(PNG_MAGIC)

@@ -859,7 +859,7 @@ def test_idx_folder(files: dict[str, bytes], split: str) -> None:
         for name, content in files.items():
             (folder / name).write_bytes(content)
         dataset, _ = outcome(lambda: load_mnist(folder, split=split, download=False))
-        code, err = cli(["data", "check", str(folder), "--split", split])
+        code, err = cli(["data", "check", str(folder), "--mnist-split", split])
     assert code in (0, 2) and (code == 0) == (dataset is not None), err
     if dataset is not None:
         counts = sum(len(idx_file_reference(files[n], n)) for n in files if "labels" in n)

@@ -50,5 +50,5 @@ def test_png_tree_trains_like_idx(mnist_dir: Path, tmp_path: Path) -> None:
 
 
 def test_png_needs_out(mnist_dir: Path, capsys) -> None:
-    code, out, err = run(capsys, "data", "mnist", "--dir", mnist_dir, "--png")
+    code, out, err = run(capsys, "data", "mnist", "--mnist-dir", mnist_dir, "--png")
     assert_one_line_error(code, out, err, "--png", "--out")

@@ -196,7 +196,7 @@ def test_models_command_lists_layers_and_parameters(capsys) -> None:
     assert "3,977,866" in capsys.readouterr().out  # the prescribed net on MNIST
     assert main(["models", "part1", "--channels", "3", "--classes", "96"]) == 0
     assert "4,069,152" in capsys.readouterr().out  # ... and on Lines
-    assert main(["models", "convnet", "--set", "depth=3"]) == 2
+    assert main(["models", "convnet", "--option", "depth=3"]) == 2
 
 
 def test_bf16_trains_in_float32_weights_deterministically_and_resumes_exactly(
