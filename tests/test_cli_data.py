@@ -277,7 +277,9 @@ def test_check_mnist_finds_no_test_image_in_training(mnist_dir: Path, capsys: Ca
     [("study", "42000 train / 28000 test"), ("official", "60000 train / 10000 test")],
 )
 def test_mnist_prints_its_split(mnist_dir: Path, capsys: Capsys, split: str, counts: str) -> None:
-    code, stdout, err = run(capsys, "data", "mnist", "--mnist-dir", mnist_dir, "--mnist-split", split)
+    code, stdout, err = run(
+        capsys, "data", "mnist", "--mnist-dir", mnist_dir, "--mnist-split", split
+    )
     assert (code, err) == (0, "")
     assert stdout.startswith(f"mnist: {counts} images, 28x28x1, 10 classes")
     assert f"source: folder {mnist_dir}" in stdout

@@ -68,7 +68,7 @@ def test_mirrored_constants_agree() -> None:
     ],
 )
 def test_old_spellings_still_work_with_a_note(capsys, old: str, new: str, argv: list[str]) -> None:
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     note, *rest = err.splitlines()
     assert note == f"cnnlab: note: {old} is now {new}; the old spelling goes in the next release"
     assert code == 2 and rest and "nowhere" in rest[0]  # the value reached the command
