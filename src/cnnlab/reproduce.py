@@ -325,7 +325,7 @@ def run_pipeline(pipeline: Pipeline) -> dict[str, float]:
     Stopped (Ctrl-C), it raises :class:`Interrupted` with the seconds of the steps it did."""
     run_dir = Path(pipeline.run_dir)
     actions = {
-        "train": lambda: _train(
+        "train": lambda: _train_preset(
             pipeline.preset, run_dir, pipeline.overrides, pipeline.device, pipeline.quiet
         ),
         "evaluate": lambda: _evaluate(run_dir),
@@ -415,7 +415,7 @@ def _run_overrides(
     return _data_overrides(dataset, lines_file, mnist_dir) + quick_set + list(overrides)
 
 
-def _train(
+def _train_preset(
     preset: str, run_dir: Path, overrides: list[str], device: str | None, quiet: bool
 ) -> None:
     from cnnlab.training.run import continue_run

@@ -52,10 +52,10 @@ def _add_train(commands: options.Commands) -> None:
         "about 4x the training time; or a study preset), the run still named after the data",
     )
     options.trust_code(train)
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train_command)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_command(args: argparse.Namespace) -> int:
     from cnnlab.training import train
     from cnnlab.training.recipe import RECIPE, is_data_source, recipe_config
 

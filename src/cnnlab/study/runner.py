@@ -91,7 +91,7 @@ def run_study(
             f"Study {spec.name}: {len(spec.variants)} variants x {len(spec.seeds)} seeds = "
             f"{len(spec.runs)} runs in {folder}" + (f", {done} already done" if done else "")
         )
-        _train(spec, folder, chosen, say, progress and not quiet)
+        _train_runs(spec, folder, chosen, say, progress and not quiet)
     summary = write_summary(spec, folder, analysis)
     say(summary_table(summary))
     files = (SUMMARY_TABLE, RESULTS_FILE, REPORT_FILE)
@@ -180,7 +180,7 @@ def _prepare(spec: Study, folder: Path, analysis: dict[str, dict[str, Any]]) -> 
         failure_file(run.folder).unlink(missing_ok=True)
 
 
-def _train(
+def _train_runs(
     spec: Study, folder: Path, executor: Executor, say: Callable[[str], None], progress: bool
 ) -> None:
     """Bring every run that is not final to ``done`` through ``executor``."""

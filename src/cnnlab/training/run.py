@@ -198,7 +198,9 @@ def train(
     lock = RunFolder(run_dir).lock() if resume and dist.is_main else contextlib.nullcontext()
     try:
         with lock, contextlib.ExitStack() as held:  # held: a new run's folder, once made
-            return _train(config, run_dir, state, torch_device, dist, progress, model, resume, held)
+            return _train_in_folder(
+                config, run_dir, state, torch_device, dist, progress, model, resume, held
+            )
     finally:
         shutdown_distributed()
 
@@ -248,7 +250,10 @@ def _resolve_views(config: RunConfig, dataset: ImageDataset) -> RunConfig:
     return config_from_dict({**plain, "train": {**plain["train"], "tta": views}}, "train.tta")
 
 
-def _train(config, run_dir, state, device, dist, progress, given, resume, held) -> Run:
+def _train_in_folder(config, run_dir, state, device, dist, progress, given, resume, held) -> Run:
+    """:func:`train` once its device and lock are settled: load the data, build (or take
+    ``given``) the net, make or reopen the run folder (held from then on by ``held``), train
+    from ``state`` and write the final records."""
     torch.manual_seed(config.seed)
     dataset = prepare_dataset(config)
     if dataset.num_classes < 2:
