@@ -261,16 +261,7 @@ def _train_in_folder(config, run_dir, state, device, dist, progress, given, resu
             f"{dataset.name}: {dataset.num_classes} class ({', '.join(dataset.class_names)}); "
             "a classifier needs at least 2 classes to learn anything"
         )
-    shape = (dataset.channels, dataset.num_classes, dataset.image_size)
-    if given is None:
-        config = resolve_model(config, *shape)  # model.name auto: a net for this data
-        model = build_model(config.model, *shape, dataset.factor_levels)
-    else:  # recorded as how it can be rebuilt (or why it cannot), with what it started from
-        model = materialized(given, dataset.channels, dataset.image_size)
-        start = {k: v for k, v in config.model.items() if k == INIT_FROM}
-        name = given_model_name(given, *shape)
-        recorded = {**config.to_dict(), "model": {"name": name, **start}}
-        config = config_from_dict(recorded, "train(model=...)")
+    config, model = _net_for(config, dataset, given)
     config = _resolve_views(config, dataset)
     resumed = RunFolder(run_dir).read_info().model if state is not None else None
     tuning = finetune.prepare(model, config, dataset.channels, dataset.image_size, resumed)
@@ -281,85 +272,11 @@ def _train_in_folder(config, run_dir, state, device, dist, progress, given, resu
         info = info.replace(model={**info.model, INIT_FROM: tuning.record})
     if dist.is_main:
         _prepare_folder(run_dir, config, info, state is not None, resume is not None, held)
-        progress.message(
-            f"{'Resuming' if state else 'Training'} {config.model['name']} "
-            f"({info.model['parameters']:,d} parameters) on {dataset.name}: "
-            f"{len(dataset.train)} train / "
-            + (f"{len(dataset.val)} validation / " if dataset.val is not None else "")
-            + f"{len(dataset.test)} test images, "
-            f"{config.train.epochs} epochs, device {device} ({engine.precision})"
-            + (f", {dist.world_size} processes" if dist.enabled else "")
-            + (f", from epoch {position.epoch + 1}" if state else "")
-        )
-        for line in tuning.lines:
-            progress.message(line)
-        if engine.views:
-            progress.message(describe_views(engine.views))
-        if engine.augmenter.active:
-            progress.message(f"Augmentation: {engine.augmenter.describe()}")
-            if state is None:  # what the net sees, for the report
-                write_preview(engine.augmenter, RunFolder(run_dir).augmented, config.seed)
-        warning = overlap_warning(info.data_check)
-        if warning:
-            progress.message(warning)
-
-    folder = RunFolder(run_dir)
-    board = BoardLog(folder.tensorboard) if config.train.tensorboard and dist.is_main else None
-
-    def after_epoch(pos: Position) -> None:
-        if dist.is_main:
-            folder.write_history(pos.history, HISTORY_COLUMNS)
-        if board is not None:
-            board.epoch(pos.history[-1])
-
-    try:
-        position = engine.fit(position, on_epoch=after_epoch)
-    except Interrupted:
-        if dist.is_main:
-            folder.set_status("interrupted")
-        raise
-    except CnnlabError:
-        if dist.is_main:
-            folder.set_status("diverged")
-        raise
-    except Exception:  # a bug, out of memory, ...: the last checkpoint resumes it
-        if dist.is_main:
-            folder.set_status("interrupted")
-        raise
-    finally:
-        if board is not None:
-            board.close()
-    kept = _keep_best(engine, position, folder)
+        _announce(engine, info, position, tuning.lines, resumed=state is not None)
+    position = _fit(engine, position, RunFolder(run_dir))
+    kept = _keep_best(engine, position, RunFolder(run_dir))
     if dist.is_main:
-        save_weights(folder.weights, engine.kept)
-        folder.write_history(position.history, HISTORY_COLUMNS)
-        info = folder.read_info().finish(
-            train_seconds=sum(r["seconds"] for r in position.history),
-            final={k: kept[k] for k in ("test_loss", "test_acc")},
-        )
-        if config.train.patience:
-            info = info.replace(
-                early_stopping={
-                    "patience": config.train.patience,
-                    "min_delta": config.train.min_delta,
-                    "best_epoch": int(kept["epoch"]),
-                    "stopped_after_epoch": position.epoch
-                    if position.epoch < config.train.epochs
-                    else None,
-                }
-            )
-        folder.write_info(info)
-        if board is not None:  # the hyper-parameters beside the metrics, in the same run
-            BoardLog(folder.tensorboard).finish(config.to_dict(), kept)
-        kept_from = (
-            f" ({'early stopping: ' if config.train.patience else ''}the weights of epoch "
-            f"{int(kept['epoch'])}, the best on validation)"
-            if config.train.patience or config.train.keep == "best"
-            else ""
-        )
-        progress.message(
-            f"Done: test accuracy {kept['test_acc']:.4f}{kept_from}; run folder {run_dir}"
-        )
+        _finish(engine, position, kept)
     dist.barrier()
     return Run(
         run_dir,
@@ -368,6 +285,112 @@ def _train_in_folder(config, run_dir, state, device, dist, progress, given, resu
         engine.kept.eval(),
         engine.preprocess,
         dataset.class_names,
+    )
+
+
+def _net_for(
+    config: RunConfig, dataset: ImageDataset, given: nn.Module | None
+) -> tuple[RunConfig, nn.Module]:
+    """The net to train and the config that records it: built from ``model`` (``auto``
+    resolved for this data), or ``given``, recorded as how it can be rebuilt (or why it
+    cannot) with what it started from."""
+    shape = (dataset.channels, dataset.num_classes, dataset.image_size)
+    if given is None:
+        config = resolve_model(config, *shape)
+        return config, build_model(config.model, *shape, dataset.factor_levels)
+    model = materialized(given, dataset.channels, dataset.image_size)
+    start = {k: v for k, v in config.model.items() if k == INIT_FROM}
+    recorded = {**config.to_dict(), "model": {"name": given_model_name(given, *shape), **start}}
+    return config_from_dict(recorded, "train(model=...)"), model
+
+
+def _announce(
+    engine: Engine, info: RunInfo, position: Position, tuning: list[str], resumed: bool
+) -> None:
+    """The run's opening lines: what trains on what, fine-tuning, views, augmentation (and
+    its preview picture, for the report), a warning on test copies of training images."""
+    config, dataset, progress, dist = engine.config, engine.dataset, engine.progress, engine.dist
+    progress.message(
+        f"{'Resuming' if resumed else 'Training'} {config.model['name']} "
+        f"({info.model['parameters']:,d} parameters) on {dataset.name}: "
+        f"{len(dataset.train)} train / "
+        + (f"{len(dataset.val)} validation / " if dataset.val is not None else "")
+        + f"{len(dataset.test)} test images, "
+        f"{config.train.epochs} epochs, device {engine.device} ({engine.precision})"
+        + (f", {dist.world_size} processes" if dist.enabled else "")
+        + (f", from epoch {position.epoch + 1}" if resumed else "")
+    )
+    for line in tuning:
+        progress.message(line)
+    if engine.views:
+        progress.message(describe_views(engine.views))
+    if engine.augmenter.active:
+        progress.message(f"Augmentation: {engine.augmenter.describe()}")
+        if not resumed:  # what the net sees, for the report
+            write_preview(engine.augmenter, RunFolder(engine.run_dir).augmented, config.seed)
+    warning = overlap_warning(info.data_check)
+    if warning:
+        progress.message(warning)
+
+
+def _fit(engine: Engine, position: Position, folder: RunFolder) -> Position:
+    """Train to the end, the history (and TensorBoard) written after each epoch; an
+    interrupted or diverged run says so in its ``run.json``."""
+    main = engine.dist.is_main
+    board = BoardLog(folder.tensorboard) if engine.t.tensorboard and main else None
+
+    def after_epoch(pos: Position) -> None:
+        if main:
+            folder.write_history(pos.history, HISTORY_COLUMNS)
+        if board is not None:
+            board.epoch(pos.history[-1])
+
+    try:
+        return engine.fit(position, on_epoch=after_epoch)
+    except CnnlabError as exc:
+        if main:  # Interrupted is a CnnlabError too
+            folder.set_status("interrupted" if isinstance(exc, Interrupted) else "diverged")
+        raise
+    except Exception:  # a bug, out of memory, ...: the last checkpoint resumes it
+        if main:
+            folder.set_status("interrupted")
+        raise
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _finish(engine: Engine, position: Position, kept: dict[str, float]) -> None:
+    """The kept weights, the history and the final ``run.json``; the closing line."""
+    config, folder = engine.config, RunFolder(engine.run_dir)
+    save_weights(folder.weights, engine.kept)
+    folder.write_history(position.history, HISTORY_COLUMNS)
+    info = folder.read_info().finish(
+        train_seconds=sum(r["seconds"] for r in position.history),
+        final={k: kept[k] for k in ("test_loss", "test_acc")},
+    )
+    if config.train.patience:
+        info = info.replace(
+            early_stopping={
+                "patience": config.train.patience,
+                "min_delta": config.train.min_delta,
+                "best_epoch": int(kept["epoch"]),
+                "stopped_after_epoch": position.epoch
+                if position.epoch < config.train.epochs
+                else None,
+            }
+        )
+    folder.write_info(info)
+    if config.train.tensorboard:  # the hyper-parameters beside the metrics, in the same run
+        BoardLog(folder.tensorboard).finish(config.to_dict(), kept)
+    kept_from = (
+        f" ({'early stopping: ' if config.train.patience else ''}the weights of epoch "
+        f"{int(kept['epoch'])}, the best on validation)"
+        if config.train.patience or config.train.keep == "best"
+        else ""
+    )
+    engine.progress.message(
+        f"Done: test accuracy {kept['test_acc']:.4f}{kept_from}; run folder {engine.run_dir}"
     )
 
 
