@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,24 +91,8 @@ def visualize_run(
     model = run.model
     names = list(resolve_layers(model, layers))
     heads = _heads(run, head)
-    dataset = None
-    masks = None
-    if images is None:
-        dataset = prepare_dataset(run.config)
-        picked = default_sample(dataset.test)
-        x = dataset.test.images[picked]
-        masks = None if dataset.test.masks is None else dataset.test.masks[picked]
-        row_titles = [_short(run.class_names[int(k)]) for k in dataset.test.labels[picked]]
-        source = "test sample"
-        sample = {
-            "test_index": picked.tolist(),
-            "labels": [run.class_names[int(k)] for k in dataset.test.labels[picked]],
-        }
-    else:
-        x = _check_images(images, run)
-        row_titles = [f"image {i}" for i in range(x.shape[0])]
-        source = "given"
-        sample = {}
+    sample = _sample(run, images)
+    x, row_titles = sample.images, sample.titles
     inputs = run.preprocess(x)
     summary: dict[str, Any] = {
         "run": str(run_dir),
@@ -118,54 +103,24 @@ def visualize_run(
         "target": "predicted" if target_class is None else str(target_class),
         "images": {
             "count": int(x.shape[0]),
-            "source": source,
+            "source": sample.source,
             "npy": str(out / VISUALIZE_INPUTS),
-            **sample,
+            **sample.facts,
         },
     }
     _save_npy(out / VISUALIZE_INPUTS, x.numpy())
-
-    summary["activations"] = {}
-    for name, maps in layer_activations(model, inputs, names, batch_size=batch_size).items():
-        png = plot_activations(x, maps, name, out / f"activations_{name}.png", labels=row_titles)
-        npz = _save_npz(out / f"activations_{name}.npz", activations=maps.numpy())
-        summary["activations"][name] = {
-            "png": str(png),
-            "npz": str(npz),
-            "shape": list(maps.shape),
-        }
-
+    summary["activations"] = _write_activations(
+        out, model, x, inputs, names, row_titles, batch_size
+    )
     summary["filters"] = {}
     if filters:
-        settings = filter_settings or FilterSettings()
         if filter_layers is None:
             modules = resolve_layers(model, names)
             filter_layers = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
-        for name in resolve_layers(model, filter_layers):
-            result = visualize_filters(model, name, run.preprocess, settings=settings)
-            gain = (result.activation - result.blank_activation).mean()
-            png = plot_filters(
-                result.images,
-                name,
-                out / f"filters_{name}.png",
-                activation=result.activation,
-                subtitle=f"mean activation of {result.objective_layer}; {_describe(settings)}",
-            )
-            npz = _save_npz(
-                out / f"filters_{name}.npz",
-                images=result.images.numpy(),
-                activation=result.activation.numpy(),
-                blank_activation=result.blank_activation.numpy(),
-            )
-            summary["filters"][name] = {
-                "png": str(png),
-                "npz": str(npz),
-                "objective": result.objective_layer,
-                "count": len(result.filters),
-                "mean_gain": float(gain),
-                "settings": settings.to_dict(),
-            }
-
+        summary["filters"] = _write_filters(
+            out, run, filter_layers, filter_settings or FilterSettings()
+        )
+    masks, dataset = sample.masks, sample.dataset
     summary["heatmaps"] = {}
     shown = chosen(drawn() if methods is None else methods)
     for head_name in heads:
@@ -190,6 +145,89 @@ def visualize_run(
         summary["scores_json"] = str(out / VISUALIZE_SCORES)
     write_json(out / VISUALIZE_SUMMARY, {"format": FORMAT, **summary})
     return summary
+
+
+@dataclass
+class _Sample:
+    """The images a run's pictures show: uint8 (N, C, H, W), a row title each, their object
+    masks where the data has them, and where they came from."""
+
+    images: torch.Tensor
+    titles: list[str]
+    source: str
+    facts: dict[str, Any]
+    masks: torch.Tensor | None = None
+    dataset: ImageDataset | None = None
+
+
+def _sample(run: Run, images: torch.Tensor | np.ndarray | None) -> _Sample:
+    """``images`` checked against the run, or 8 test images of its data (one per class
+    group, the same every time)."""
+    if images is not None:
+        x = _check_images(images, run)
+        return _Sample(x, [f"image {i}" for i in range(x.shape[0])], "given", {})
+    dataset = prepare_dataset(run.config)
+    picked = default_sample(dataset.test)
+    labels = [run.class_names[int(k)] for k in dataset.test.labels[picked]]
+    masks = None if dataset.test.masks is None else dataset.test.masks[picked]
+    return _Sample(
+        dataset.test.images[picked],
+        [_short(name) for name in labels],
+        "test sample",
+        {"test_index": picked.tolist(), "labels": labels},
+        masks,
+        dataset,
+    )
+
+
+def _write_activations(
+    out: Path,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    inputs: torch.Tensor,
+    names: Sequence[str],
+    row_titles: list[str],
+    batch_size: int,
+) -> dict[str, Any]:
+    """Each layer's feature maps: a grid picture and the raw array."""
+    written = {}
+    for name, maps in layer_activations(model, inputs, names, batch_size=batch_size).items():
+        png = plot_activations(x, maps, name, out / f"activations_{name}.png", labels=row_titles)
+        npz = _save_npz(out / f"activations_{name}.npz", activations=maps.numpy())
+        written[name] = {"png": str(png), "npz": str(npz), "shape": list(maps.shape)}
+    return written
+
+
+def _write_filters(
+    out: Path, run: Run, layers: Sequence[str], settings: FilterSettings
+) -> dict[str, Any]:
+    """Each layer's filter images by gradient ascent: a picture and the raw arrays."""
+    written = {}
+    for name in resolve_layers(run.model, layers):
+        result = visualize_filters(run.model, name, run.preprocess, settings=settings)
+        gain = (result.activation - result.blank_activation).mean()
+        png = plot_filters(
+            result.images,
+            name,
+            out / f"filters_{name}.png",
+            activation=result.activation,
+            subtitle=f"mean activation of {result.objective_layer}; {_describe(settings)}",
+        )
+        npz = _save_npz(
+            out / f"filters_{name}.npz",
+            images=result.images.numpy(),
+            activation=result.activation.numpy(),
+            blank_activation=result.blank_activation.numpy(),
+        )
+        written[name] = {
+            "png": str(png),
+            "npz": str(npz),
+            "objective": result.objective_layer,
+            "count": len(result.filters),
+            "mean_gain": float(gain),
+            "settings": settings.to_dict(),
+        }
+    return written
 
 
 def score_run(
