@@ -67,7 +67,8 @@ quarter turns; ``affine`` degrees/shear are maxima, ``translate`` a fraction of 
 ``cutmix`` draw their mixing share from Beta(alpha, alpha) per batch (both listed: each batch
 takes one); ``jpeg`` stores a picture at a quality in ``quality`` (real JPEG, from copies of
 the training images made once, so it comes before every other operation); ``noise`` adds
-Gaussian noise of a standard deviation up to ``std`` (on the 0..1 scale); ``harden`` draws hard
+Gaussian noise of a standard deviation up to ``std`` (on the 0..1 scale; each picture one of a
+fixed bank of noise fields); ``harden`` draws hard
 edges, as a renderer without anti-aliasing does: a pixel's channel is fully on where it
 reaches ``threshold`` (on the 0..1 scale), else off; ``subpixel`` shifts by up to
 ``shift`` pixels."""
@@ -278,6 +279,10 @@ class Augmenter:
         self.size = tuple(self.dataset.image_size)
         self.jpeg = next((op for op in self.ops if op.name == "jpeg"), None)
         self.banks = _jpeg_banks(self.dataset.train.images, self.jpeg, self.device)
+        noise = any(op.name == "noise" for op in self.ops)
+        self.noise = (
+            _noise_bank(self.dataset.train.images.shape[1:], self.device) if noise else None
+        )
         self.mixers = [op for op in self.ops if op.name in MIXING]
         self.steps = [op for op in self.ops if op.name not in (*MIXING, "jpeg")]
 
@@ -564,12 +569,29 @@ def _apply_jpeg(
     return out
 
 
+NOISE_BANK_VALUES = 8_000_000
+"""The most values (32 MB of float32) in the bank of noise fields ``noise`` draws from."""
+
+
+def _noise_bank(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """Unit Gaussian noise fields of one image's ``shape`` (C, H, W), made once (fixed seed):
+    64 to 1,024 of them, as many as :data:`NOISE_BANK_VALUES` allows."""
+    count = max(64, min(1024, NOISE_BANK_VALUES // math.prod(shape)))
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn((count, *shape), generator=generator).to(device)
+
+
 def _noise(aug: Augmenter, batch: Batch, p: dict[str, Any], g: torch.Generator) -> Batch:
+    """Gaussian noise: each chosen image gets a field of the bank picked at random, at its own
+    strength (a lookup: drawing fresh Gaussian values was most of this operation's cost)."""
     std = _uniform(batch.n, 0.0, p["std"], g).to(batch.images.device)
+    bank = aug.noise
+    assert bank is not None  # made with the Augmenter when the operations include noise
 
     def noisy(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(images.shape, generator=g).to(images.device)
-        return (images + noise * std[index].view(-1, 1, 1, 1)).clamp_(0, 1)
+        pick = torch.randint(len(bank), (len(index),), generator=g).to(bank.device)
+        fields = bank.index_select(0, pick)
+        return images.add_(fields.mul_(std[index].view(-1, 1, 1, 1))).clamp_(0, 1)
 
     _on_chosen(batch, _chosen(batch, p["p"], g), noisy)
     return batch
