@@ -19,6 +19,7 @@ import pytest
 from study_killer import write_slow_study
 
 from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_run
 from cnnlab.jobs import LiveStatus, Planned, job_status
 from cnnlab.jobs.folder import plan_record
@@ -166,3 +167,12 @@ def test_no_network_and_no_mnist_folder_names_the_fix(
     err = capsys.readouterr().err
     assert "could not download" in err
     assert "cnnlab reproduce --mnist-dir DIR" in err and "CNNLAB_MNIST_DIR=DIR" in err
+
+
+def test_a_plan_naming_a_folder_outside_its_job_is_refused_in_one_line(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    plan = {"planned": [{"name": "x", "folder": "../../etc", "epochs": 3, "images": None}]}
+    (job / "reproduce.json").write_text(json.dumps(plan))
+    with pytest.raises(CnnlabError, match=r"'\.\./\.\./etc' is outside the job folder"):
+        job_status(job)

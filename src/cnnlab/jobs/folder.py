@@ -92,13 +92,24 @@ def read_plan(job: Path) -> tuple[str, list[Planned]]:
                 "reproduce command again to record it"
             )
         entries = record[PLANNED] if PLANNED in record else _older_study(record["runs"])
-        planned = [Planned(e["name"], job / e["folder"], e["epochs"], e["images"]) for e in entries]
+        planned = [
+            Planned(e["name"], _inside(job, e["folder"]), e["epochs"], e["images"]) for e in entries
+        ]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CnnlabError(f"{path}: not a readable {kind} plan ({exc})") from None
     return kind, [
         Planned(p.name, p.folder, p.epochs, p.images, failure_file(p.folder).is_file())
         for p in planned
     ]
+
+
+def _inside(job: Path, folder: str) -> Path:
+    """A planned run's folder, which must lie inside the job (a plan is data: it cannot send
+    ``status`` to read folders elsewhere)."""
+    path = job / folder
+    if not isinstance(folder, str) or not path.resolve().is_relative_to(job.resolve()):
+        raise ValueError(f"run folder {folder!r} is outside the job folder")
+    return path
 
 
 def is_job(folder: Path) -> bool:
