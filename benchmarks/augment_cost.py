@@ -19,7 +19,7 @@ for each named set but ``none``:
     one with the set. Both with ``train.augment_shift: 0`` (the plain step augments nothing) and
     ``train.precision`` from ``--precision`` (``auto``: bfloat16 where the CPU has it natively).
     Each is timed over consecutive calls of ``Engine._step`` on consecutive batches of the real
-    epoch order (``epoch_order``, sharded as ``_train_epoch`` does), after a few warm-up steps.
+    epoch order (``epoch_order``, sharded as ``train_epoch`` does), after a few warm-up steps.
 (b) The augmentation alone: ``engine.augmenter(index, images, targets, generator)`` called as
     ``_step`` calls it (the batch's uint8 images and targets, its seeded generator), timed call
     by call on consecutive batches.
@@ -167,7 +167,7 @@ def build_engine(
 
 
 class Batches:
-    """Consecutive batches of the real epoch order, sharded as ``_train_epoch`` does."""
+    """Consecutive batches of the real epoch order, sharded as ``train_epoch`` does."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

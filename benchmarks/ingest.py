@@ -22,7 +22,7 @@ Measures, in one run on this machine:
     the number correct, as ``benchmarks/train_throughput.py``'s tutorial loop does).
 (d) **cnnlab training**: an :class:`~cnnlab.training.engine.Engine` built as ``cnnlab train``
     builds it (batch 64, Adam lr 1e-3) on the loaded dataset, each epoch of its training loop
-    (``Engine._train_epoch``: every step, no evaluation and no checkpoint; the baseline does
+    (``Engine.train_epoch``: every step, no evaluation and no checkpoint; the baseline does
     neither), twice: in float32 (like for like) and in the precision the presets use
     (``auto``: bfloat16 autocast where the CPU has it natively, else float32; the table says
     which). Whole training = the load + the epochs, with the first load (decode) and with a
@@ -194,7 +194,7 @@ def cnnlab_train(dataset: ImageDataset, epochs: int, precision: str) -> tuple[li
     stop, seconds = StopRequest(), []
     for epoch in range(epochs):
         start = time.perf_counter()
-        engine._train_epoch(Position(epoch=epoch), stop)
+        engine.train_epoch(Position(epoch=epoch), stop)
         seconds.append(time.perf_counter() - start)
     return seconds, engine.precision
 

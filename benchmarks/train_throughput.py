@@ -10,8 +10,8 @@ classes), 20,000 random training images each, at each batch size (64, 128, 256 b
     ``bf16`` autocasts the forward pass to bfloat16, weights and optimiser stay float32;
     ``auto`` is shown with what it resolved to), timed over consecutive calls of
     ``Engine._step`` on consecutive batches of the real epoch order (``epoch_order``, sharded
-    as ``_train_epoch`` does), after a few warm-up steps. That is the whole hot path of
-    ``_train_epoch`` but for its per-batch bookkeeping (one float64 ``sums +=``, a few
+    as ``train_epoch`` does), after a few warm-up steps. That is the whole hot path of
+    ``train_epoch`` but for its per-batch bookkeeping (one float64 ``sums +=``, a few
     microseconds).
 (b) **DataLoader**: the tutorial loop: ``DataLoader(TensorDataset(float32 normalised images,
     labels), batch_size=B, shuffle=True)`` and ``torch.optim.Adam(model.parameters(), 1e-3)``

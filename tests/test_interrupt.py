@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-import cnnlab.training.engine as engine_module
+import cnnlab.training.callbacks as callbacks_module
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 from cnnlab.training import train
@@ -85,7 +85,7 @@ def signal_on_call(monkeypatch, owner, name: str, at: int, signals: int = 1, aft
         # in epoch 1, between two steps
         (Engine, "_step", 5, True, r"interrupted in epoch 1 after 5 batches"),
         # while the end-of-epoch checkpoint is written
-        (engine_module, "save_checkpoint", 1, False, r"interrupted after epoch 1"),
+        (callbacks_module, "save_checkpoint", 1, False, r"interrupted after epoch 1"),
     ],
     ids=["inside-a-step", "between-steps-epoch-1", "inside-checkpoint-write"],
 )

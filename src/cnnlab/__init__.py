@@ -21,6 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.version import __version__
 
 _WHERE = {
+    "Callback": "cnnlab.training.engine",
     "ImageDataset": "cnnlab.data",
     "LinesConfig": "cnnlab.data",
     "check_dataset": "cnnlab.data",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from cnnlab.runfolder.trust import trusting_code
     from cnnlab.study import run_study
     from cnnlab.training import load_run, train
+    from cnnlab.training.engine import Callback
 
 
 class _Package(types.ModuleType):
@@ -86,6 +88,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Callback",
     "CnnlabError",
     "ImageDataset",
     "LinesConfig",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from cnnlab.models.inference import Preprocess
 from cnnlab.models.tta import averaged, resolve_tta
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.augment import Augmenter, expand, random_shift
-from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.config import RunConfig
 from cnnlab.training.distributed import Distributed
 from cnnlab.training.interrupt import StopRequest
@@ -53,6 +53,45 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Te
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
     """The generator of a batch's augmentation: fixed by (seed, epoch, batch) alone."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 100_003 + batch)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimiser step as the callbacks see it: its epoch and batch (from 0), its loss and
+    the epoch's running sums so far (loss*n, correct, n, then the objective's extras)."""
+
+    epoch: int
+    batch: int
+    loss: float
+    sums: torch.Tensor
+
+
+class Callback:
+    """A hook into :meth:`Engine.fit`; every method does nothing unless overridden.
+
+    Called in the order given: ``before_fit``, then per epoch ``before_epoch``, ``after_step``
+    after every optimiser step and ``after_epoch`` once the epoch is evaluated and its row is
+    in the position's history, and ``end_fit`` however the fit ends (finished, stopped,
+    interrupted or failed). A callback ends the fit with :meth:`Engine.request_stop`. The ones
+    cnnlab uses: :mod:`cnnlab.training.callbacks`."""
+
+    def before_fit(self, engine: Engine, position: Position) -> None:
+        """Before the first step (of a new or resumed run)."""
+
+    def before_epoch(self, engine: Engine, position: Position) -> None:
+        """Before an epoch's first step (or its next one, when resumed inside it)."""
+
+    def after_step(self, engine: Engine, step: Step) -> None:
+        """After each optimiser step, before the loss is checked for divergence."""
+
+    def after_epoch(self, engine: Engine, position: Position) -> None:
+        """After an epoch is evaluated; ``position.history[-1]`` is its row."""
+
+    def on_interrupt(self, engine: Engine, position: Position) -> None:
+        """Ctrl-C or SIGTERM stopped the fit between two steps, inside an epoch."""
+
+    def end_fit(self, engine: Engine, position: Position) -> None:
+        """The fit ends, whichever way (also on an error)."""
 
 
 class Engine:
@@ -125,6 +164,7 @@ class Engine:
             else None
         )
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
+        self.stop_reason: str | None = None
         parts = ("train", *self.evaluated)
         self.columns = (
             "epoch",
@@ -191,30 +231,39 @@ class Engine:
             raise CnnlabError("the checkpoint's epoch sums do not fit this run's objective")
         return position
 
-    def _checkpoint(self, name: str, position: Position) -> None:
-        if self.run_dir is not None and self.dist.is_main:
-            save_checkpoint(RunFolder(self.run_dir).checkpoint(name), self.state(position))
+    def request_stop(self, reason: str) -> None:
+        """End the fit after the current step (a callback's way to stop: early stopping, the
+        LR range test); ``fit`` returns the position reached, nothing raised."""
+        self.stop_reason = reason
 
     # -- loop -----------------------------------------------------------------------------
-    def fit(self, position: Position, on_epoch: Any = None) -> Position:
-        """Train from ``position`` to the last epoch; ``on_epoch(position)`` after each epoch.
+    def fit(self, position: Position, callbacks: Sequence[Callback] = ()) -> Position:
+        """Train from ``position`` to the last epoch, or until a callback asks to stop,
+        ``callbacks`` called around the steps (checkpoints too are a callback).
 
         Ctrl-C (or SIGTERM) stops between two steps or after an epoch's checkpoints, saves a
         checkpoint there and raises :class:`Interrupted`: resuming from it is bit-identical
         to a run never interrupted. A second signal stops at once, saving nothing."""
+        hooks = list(callbacks)
         stop = StopRequest()
+        self.stop_reason = None
         with stop.installed():
             try:
-                while position.epoch < self.t.epochs and not self.stopped_early(position):
-                    self._train_epoch(position, stop)
+                for hook in hooks:
+                    hook.before_fit(self, position)
+                while position.epoch < self.t.epochs and self.stop_reason is None:
+                    self.train_epoch(position, stop, hooks)
+                    if self.stop_reason is not None:  # a callback ended it inside the epoch
+                        break
                     if position.batch < self.steps_per_epoch:
-                        self._checkpoint("last", position)
+                        for hook in hooks:
+                            hook.on_interrupt(self, position)
                         raise Interrupted(
                             f"interrupted in epoch {position.epoch + 1} after {position.batch} "
                             "batches; checkpoint saved.",
                             self._resume_hint(),
                         )
-                    self._end_epoch(position, on_epoch)
+                    self._end_epoch(position, hooks)
                     if self._stopping(stop) and position.epoch < self.t.epochs:
                         raise Interrupted(
                             f"interrupted after epoch {position.epoch}; checkpoint saved.",
@@ -226,10 +275,13 @@ class Engine:
                     "checkpoint.",
                     self._resume_hint(),
                 ) from None
+            finally:
+                for hook in hooks:
+                    hook.end_fit(self, position)
         return position
 
-    def _end_epoch(self, position: Position, on_epoch: Any) -> None:
-        """Evaluate, record the epoch, save the checkpoints and call ``on_epoch``."""
+    def _end_epoch(self, position: Position, hooks: Sequence[Callback]) -> None:
+        """Evaluate, record the epoch in the history and call the callbacks' ``after_epoch``."""
         train = self.dist.sum(torch.tensor(position.sums, dtype=torch.float64))
         row = {
             "epoch": position.epoch + 1,
@@ -239,22 +291,11 @@ class Engine:
         }
         for name, (images, targets) in self.evaluated.items():
             row.update(self._averages(name, self.evaluate(images, targets)))
-        row = {k: row[k] for k in self.columns}
-        position.history.append(row)
+        position.history.append({k: row[k] for k in self.columns})
         position.epoch, position.batch = position.epoch + 1, 0
         position.sums, position.seconds = [], 0.0
-        measured = "  ".join(
-            f"{part} loss {row[f'{part}_loss']:.4f} acc {row[f'{part}_acc']:.4f}"
-            for part in ("train", *self.evaluated)
-        )
-        self.progress.end_epoch(
-            f"epoch {row['epoch']}/{self.t.epochs}  {measured}  ({row['seconds']:.1f} s)"
-        )
-        self._checkpoint("last", position)
-        if "val" in self.evaluated and self.best_epoch(position.history) == row["epoch"]:
-            self._checkpoint("best", position)  # chosen on validation, never on test
-        if on_epoch is not None:
-            on_epoch(position)
+        for hook in hooks:
+            hook.after_epoch(self, position)
 
     def best_epoch(self, history: list[dict[str, float]]) -> int | None:
         """The epoch with the best validation accuracy (None without a validation split):
@@ -273,22 +314,18 @@ class Engine:
                 best, epoch = row["val_acc"], int(row["epoch"])
         return epoch
 
-    def stopped_early(self, position: Position) -> bool:
-        """Whether early stopping ends the run here: ``patience`` epochs since the best (a
-        function of the history alone, so a resumed run decides as the uninterrupted one)."""
-        best = self.best_epoch(position.history)
-        return (
-            bool(self.t.patience) and best is not None and position.epoch - best >= self.t.patience
-        )
-
-    def _train_epoch(self, position: Position, stop: StopRequest) -> None:
-        """Train the rest of the current epoch; return early, at a step boundary, on a stop
-        request (``position.batch`` then counts the batches done)."""
+    def train_epoch(
+        self, position: Position, stop: StopRequest, hooks: Sequence[Callback] = ()
+    ) -> None:
+        """The batch loop: train the rest of the current epoch, ``hooks`` called around the
+        steps; return early, at a step boundary, on a stop request or a callback's
+        :meth:`request_stop` (``position.batch`` then counts the batches done)."""
         t, seed, epoch = self.t, self.config.seed, position.epoch
         order = epoch_order(len(self.dataset.train), seed, epoch, self.device)
         self.trained.train()
         sums = torch.tensor(position.sums, dtype=torch.float64) if position.sums else self._zeros()
-        self.progress.start_epoch(epoch + 1, t.epochs, self.steps_per_epoch, position.batch)
+        for hook in hooks:
+            hook.before_epoch(self, position)
         started = time.perf_counter() - position.seconds
         done = position.batch
         for batch in range(position.batch, self.steps_per_epoch):
@@ -296,12 +333,12 @@ class Engine:
             loss, batch_sums = self._step(index, epoch, batch)
             sums += batch_sums
             done = batch + 1
+            for hook in hooks:
+                hook.after_step(self, Step(epoch, batch, loss, sums))
+            if self.stop_reason is not None:
+                break
             if not math.isfinite(loss):
                 self._diverged(position, epoch, batch, loss)
-            if batch % 20 == 19:
-                self.progress.update(
-                    20, sums[0].item() / sums[2].item(), sums[1].item() / sums[2].item()
-                )
             if self._stopping(stop) and done < self.steps_per_epoch:
                 break
         position.batch, position.sums = done, sums.tolist()
@@ -319,11 +356,6 @@ class Engine:
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         return self.preprocess(images).contiguous(memory_format=torch.channels_last)
-
-    def train_step(self, index: torch.Tensor, epoch: int, batch: int) -> float:
-        """One optimiser step on the training images ``index`` (as the loop takes them); the
-        batch's loss. The LR finder's way in."""
-        return self._step(index, epoch, batch)[0]
 
     def _step(self, index: torch.Tensor, epoch: int, batch: int) -> tuple[float, torch.Tensor]:
         images = self.train_images.index_select(0, index)

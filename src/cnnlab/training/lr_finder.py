@@ -22,6 +22,8 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import RunConfig, load_config
+from cnnlab.training.engine import Callback, Engine, Position, Step
+from cnnlab.training.interrupt import StopRequest
 
 DIVERGE_FACTOR = 4.0
 SMOOTHING = 0.05
@@ -64,7 +66,6 @@ def lr_find(
     on its model (or ``model``, whose weights are restored afterwards)."""
     from cnnlab.models.registry import build_model
     from cnnlab.training.distributed import Distributed
-    from cnnlab.training.engine import Engine, epoch_order
     from cnnlab.training.progress import Progress
     from cnnlab.training.recipe import resolve_model
     from cnnlab.training.run import prepare_dataset, resolve_device
@@ -91,41 +92,51 @@ def lr_find(
     was_training = model.training
     where = resolve_device(device or config.device)
     engine = Engine(config, dataset, model, where, Distributed(), None, Progress(enabled=False))
-    factor = (lr_max / lr_min) ** (1 / (steps - 1))
     for group in engine.optimizer.param_groups:
         group["initial_lr"] = group["lr"] = lr_min
+    factor = (lr_max / lr_min) ** (1 / (steps - 1))
     engine.scheduler = torch.optim.lr_scheduler.LambdaLR(  # the ramp replaces the schedule
         engine.optimizer, lambda step: factor**step
     )
-    lrs: list[float] = []
-    losses: list[float] = []
-    smoothed: list[float] = []
-    average, best, stopped = 0.0, math.inf, False
+    recorder = _Recorder(steps, lr_min, factor)
     try:
-        engine.trained.train()
-        position, batch_size = 0, config.train.batch_size
-        order = epoch_order(len(dataset.train), config.seed, 0, engine.device)
-        for step in range(steps):
-            if position >= len(order):  # another epoch's order
-                order = epoch_order(len(dataset.train), config.seed, step, engine.device)
-                position = 0
-            index = order[position : position + batch_size]
-            position += batch_size
-            lr = engine.optimizer.param_groups[0]["lr"]
-            loss = engine.train_step(index, 0, step)
-            average = (1 - SMOOTHING) * average + SMOOTHING * loss
-            value = average / (1 - (1 - SMOOTHING) ** (step + 1))  # bias-corrected
-            lrs.append(lr)
-            losses.append(loss)
-            smoothed.append(value)
-            best = min(best, value)
-            if not math.isfinite(loss) or value > DIVERGE_FACTOR * best:
-                stopped = step < steps - 1
-                break
+        position = Position()
+        while engine.stop_reason is None:  # the engine's batch loop, epoch after epoch
+            engine.train_epoch(position, StopRequest(), [recorder])
+            position = Position(epoch=position.epoch + 1)
     finally:
         model.load_state_dict(saved)
         model.train(was_training)
-    return RangeTest(tuple(lrs), tuple(losses), tuple(smoothed), suggest(lrs, smoothed), stopped)
+    lrs, smoothed = recorder.lrs, recorder.smoothed
+    return RangeTest(
+        tuple(lrs), tuple(recorder.losses), tuple(smoothed), suggest(lrs, smoothed), recorder.early
+    )
+
+
+class _Recorder(Callback):
+    """The range test as a callback: each step's rate and loss (raw and smoothed); stops the
+    loop after ``steps`` steps, or early once the loss diverges."""
+
+    def __init__(self, steps: int, lr_min: float, factor: float) -> None:
+        self.steps, self.lr_min, self.factor = steps, lr_min, factor
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self.average, self.best, self.early = 0.0, math.inf, False
+
+    def after_step(self, engine: Engine, step: Step) -> None:
+        done = len(self.lrs)
+        self.lrs.append(self.lr_min * self.factor**done)  # the rate this step trained at
+        self.losses.append(step.loss)
+        self.average = (1 - SMOOTHING) * self.average + SMOOTHING * step.loss
+        value = self.average / (1 - (1 - SMOOTHING) ** (done + 1))  # bias-corrected
+        self.smoothed.append(value)
+        self.best = min(self.best, value)
+        if not math.isfinite(step.loss) or value > DIVERGE_FACTOR * self.best:
+            self.early = done < self.steps - 1
+            engine.request_stop("the loss diverged")
+        elif done + 1 == self.steps:
+            engine.request_stop("every step taken")
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> float | None:

@@ -10,6 +10,7 @@ import dataclasses
 import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ from cnnlab.runfolder import DatasetFacts, RunFolder, RunInfo, now
 from cnnlab.runfolder.trust import record_trust, require_trust
 from cnnlab.training import finetune
 from cnnlab.training.augment import write_preview
+from cnnlab.training.callbacks import (
+    Checkpoints,
+    HistoryFile,
+    TensorBoardLog,
+    standard_callbacks,
+)
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
 from cnnlab.training.config import (
     RunConfig,
@@ -49,7 +56,7 @@ from cnnlab.training.config import (
     save_config,
 )
 from cnnlab.training.distributed import init_distributed, shutdown_distributed
-from cnnlab.training.engine import HISTORY_COLUMNS, Engine, Interrupted, Position
+from cnnlab.training.engine import HISTORY_COLUMNS, Callback, Engine, Interrupted, Position
 from cnnlab.training.progress import Progress
 from cnnlab.training.recipe import resolve_model
 from cnnlab.training.tensorboard import BoardLog
@@ -151,8 +158,15 @@ def train(
     quiet: bool = False,
     device: str | None = None,
     model: nn.Module | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Run:
     """Train a model as ``config`` says (a RunConfig, YAML path or preset name).
+
+    ``callbacks``: :class:`~cnnlab.training.engine.Callback` objects called after cnnlab's own
+    (progress, checkpoints, early stopping, history, TensorBoard) around every step and epoch.
+    One that stops the run (:meth:`~cnnlab.training.engine.Engine.request_stop`) after an
+    epoch finishes it there, as early stopping does; inside an epoch, it leaves it resumable
+    (:class:`~cnnlab.errors.Interrupted`, checkpoint saved).
 
     ``model``: a built module to train (in place, from its own weights) instead of the config's
     ``model`` section. The run records it as ``model.name``: its class's import path
@@ -199,8 +213,9 @@ def train(
     try:
         with lock, contextlib.ExitStack() as held:  # held: a new run's folder, once made
             return _train_in_folder(
-                config, run_dir, state, torch_device, dist, progress, model, resume, held
-            )
+                config, run_dir, state, torch_device, dist, progress, model, resume, held,
+                callbacks,
+            )  # fmt: skip
     finally:
         shutdown_distributed()
 
@@ -250,7 +265,9 @@ def _resolve_views(config: RunConfig, dataset: ImageDataset) -> RunConfig:
     return config_from_dict({**plain, "train": {**plain["train"], "tta": views}}, "train.tta")
 
 
-def _train_in_folder(config, run_dir, state, device, dist, progress, given, resume, held) -> Run:
+def _train_in_folder(
+    config, run_dir, state, device, dist, progress, given, resume, held, callbacks
+) -> Run:
     """:func:`train` once its device and lock are settled: load the data, build (or take
     ``given``) the net, make or reopen the run folder (held from then on by ``held``), train
     from ``state`` and write the final records."""
@@ -273,7 +290,7 @@ def _train_in_folder(config, run_dir, state, device, dist, progress, given, resu
     if dist.is_main:
         _prepare_folder(run_dir, config, info, state is not None, resume is not None, held)
         _announce(engine, info, position, tuning.lines, resumed=state is not None)
-    position = _fit(engine, position, RunFolder(run_dir))
+    position = _fit(engine, position, RunFolder(run_dir), callbacks)
     kept = _keep_best(engine, position, RunFolder(run_dir))
     if dist.is_main:
         _finish(engine, position, kept)
@@ -333,20 +350,25 @@ def _announce(
         progress.message(warning)
 
 
-def _fit(engine: Engine, position: Position, folder: RunFolder) -> Position:
-    """Train to the end, the history (and TensorBoard) written after each epoch; an
-    interrupted or diverged run says so in its ``run.json``."""
+def _fit(
+    engine: Engine, position: Position, folder: RunFolder, given: Sequence[Callback]
+) -> Position:
+    """Train to the end, the history (and TensorBoard) written after each epoch, then the
+    ``given`` callbacks; an interrupted or diverged run says so in its ``run.json``."""
     main = engine.dist.is_main
-    board = BoardLog(folder.tensorboard) if engine.t.tensorboard and main else None
-
-    def after_epoch(pos: Position) -> None:
-        if main:
-            folder.write_history(pos.history, HISTORY_COLUMNS)
-        if board is not None:
-            board.epoch(pos.history[-1])
-
+    callbacks: list[Callback] = [*standard_callbacks(), HistoryFile(folder, HISTORY_COLUMNS)]
+    if engine.t.tensorboard and main:
+        callbacks.append(TensorBoardLog(folder.tensorboard))
     try:
-        return engine.fit(position, on_epoch=after_epoch)
+        position = engine.fit(position, [*callbacks, *given])
+        if position.batch:  # a callback stopped it inside an epoch: resumable, not finished
+            Checkpoints().on_interrupt(engine, position)
+            raise Interrupted(
+                f"stopped by a callback ({engine.stop_reason}) in epoch {position.epoch + 1} "
+                f"after {position.batch} batches; checkpoint saved.",
+                f"Resume with: cnnlab train --resume {engine.run_dir}",
+            )
+        return position
     except CnnlabError as exc:
         if main:  # Interrupted is a CnnlabError too
             folder.set_status("interrupted" if isinstance(exc, Interrupted) else "diverged")
@@ -355,9 +377,6 @@ def _fit(engine: Engine, position: Position, folder: RunFolder) -> Position:
         if main:
             folder.set_status("interrupted")
         raise
-    finally:
-        if board is not None:
-            board.close()
 
 
 def _finish(engine: Engine, position: Position, kept: dict[str, float]) -> None:
