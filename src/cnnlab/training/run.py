@@ -87,7 +87,10 @@ class Run:
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """The model's outputs (logits, or a dict of head logits) for uint8 (N, C, H, W)
         images, with its preprocessing and test-time views."""
-        return batched_outputs(self.model, images, self.preprocess, batch_size, views=self.views)
+        device = next(self.model.parameters(), torch.empty(0)).device  # where load_run put it
+        return batched_outputs(
+            self.model, images, self.preprocess, batch_size, device, views=self.views
+        )
 
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Class probabilities for uint8 (N, C, H, W) images (single-head models)."""
@@ -508,7 +511,8 @@ def _read_run_config(run_dir: Path) -> RunConfig:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
-    """A trained model ready for inference, with its preprocessing and class names."""
+    """A trained model ready for inference, with its preprocessing and class names, on
+    ``device`` (cpu, auto, cuda or cuda:N): its predictions run there."""
     run_dir = Path(run_dir)
     config = _read_run_config(run_dir)
     folder = RunFolder(run_dir)
@@ -528,7 +532,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         raise CnnlabError(f"{run_dir}: {exc}") from None
     load_weights(folder.weights, model)
     history = folder.read_history()
-    model = model.to(device, memory_format=torch.channels_last).eval()
+    where = resolve_device(device)
+    model = model.to(where, memory_format=torch.channels_last).eval()
     return Run(run_dir, config, history, model, preprocess, class_names, info.dataset.factor_levels)
 
 
