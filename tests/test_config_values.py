@@ -106,6 +106,7 @@ BAD: dict[str, tuple[str, ...]] = {
     ),
     # model
     "model.name": ("resnet9", "1", "[part1]", "{a: 1}", "true", "null", "''"),
+    "model.init_from": ("1", "[runs/x]", "{a: 1}", "true", "''"),
     # train
     "train.epochs": (*NOT_INT, "0", "-1", str(EPOCHS_MAX + 1), str(10**23)),
     "train.batch_size": (*NOT_INT, "0", "-1", str(BATCH_MAX + 1), str(10**23)),
@@ -147,11 +148,12 @@ CASES = [(key, value) for key, values in BAD.items() for value in values]
 
 
 def config_keys() -> set[str]:
-    """Every key of a RunConfig: sections, their fields, and model.name."""
-    keys = {"model.name"}
+    """Every key of a RunConfig: sections, their fields, and the model section's own keys
+    (its options are the family's)."""
+    keys = {"model.name", "model.init_from"}
     for name, kind in typing.get_type_hints(RunConfig).items():
         keys.add(name)
-        if dataclasses.is_dataclass(kind):
+        if dataclasses.is_dataclass(kind) and name != "model":
             keys |= {f"{name}.{f.name}" for f in dataclasses.fields(kind)}
     return keys
 

@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.models.registry import build_model, build_options
+from cnnlab.models.registry import build_model
+from cnnlab.training.config import ModelConfig
 from cnnlab.runfolder import RunFolder
 from cnnlab.training import load_config, load_run, train
 from cnnlab.training.checkpoint import save_weights
@@ -253,9 +254,11 @@ def test_every_head_of_a_multihead_model_is_the_head() -> None:
 
 
 def test_init_from_is_no_option_of_the_model() -> None:
-    assert build_options({"name": "convnet", "init_from": "runs/x", "dense": [8]}) == {"dense": [8]}
     section = {"name": "convnet", "init_from": "runs/x", "channels": [4], "dense": [8]}
-    model = build_model(section, 1, 3, (8, 8))
+    model_config = ModelConfig.from_section(section)
+    assert model_config.options == {"channels": [4], "dense": [8]}
+    assert model_config.init_from == "runs/x" and model_config.to_dict() == section
+    model = build_model(model_config, 1, 3, (8, 8))
     shapes = [tuple(p.shape) for p in model.parameters() if p.dim() > 1]
     assert shapes[0][0] == 4 and (8, shapes[-2][1]) == shapes[-2] and shapes[-1] == (3, 8)
 

@@ -167,7 +167,7 @@ def test_the_same_set_gives_the_same_config_through_train_and_study(tmp_path: Pa
     items = ("train.lr=0.01", "data.lines={per_class: 10}", "model.filters=4")
     config = load_config("part1-mnist", items)
     assert config.train.lr == 0.01 and config.data.lines == {"per_class": 10}
-    assert config.model["filters"] == 4
+    assert config.model.options["filters"] == 4
     study_file = tmp_path / "s.yaml"
     study_file.write_text(
         yaml.safe_dump({"base": "part1-mnist", "variants": {"base": {}}, "seeds": [0]})

@@ -57,9 +57,9 @@ def test_the_recipe_picks_a_net_for_the_image_size() -> None:
     small = choose_model(1, 10, (8, 8))
     assert small["name"] == "convnet" and small["downsample"] == "maxpool"
     config = recipe_config("mnist", ["model.init_from=runs/x"])
-    assert config.model == {"name": "auto", "init_from": "runs/x"}
+    assert config.model.to_dict() == {"name": "auto", "init_from": "runs/x"}
     resolved = resolve_model(config, 1, 10, (28, 28))
-    assert resolved.model == {"name": "resnet", "depth": [2, 2, 2], "init_from": "runs/x"}
+    assert resolved.model.to_dict() == {"name": "resnet", "depth": [2, 2, 2], "init_from": "runs/x"}
     plain = load_config("part2-mnist")
     assert resolve_model(plain, 1, 10, (28, 28)) is plain
 

@@ -105,7 +105,7 @@ def test_grid_expands_to_one_variant_per_combination(tmp_path: Path) -> None:
     assert [r.name for r in study.runs[:5]] == [f"{n}-seed0" for n in names]  # seed-major
     assert [r.seed for r in study.runs] == [0] * 5 + [2] * 5
     run = next(r for r in study.runs if r.name == "kernel_size-5_lr-0.01-seed2")
-    assert run.config.model["kernel_size"] == 5 and run.config.train.lr == 0.01
+    assert run.config.model.options["kernel_size"] == 5 and run.config.train.lr == 0.01
     assert run.config.seed == 2 and run.config.train.epochs == 2  # the study's set applies
     assert study.baseline == "base"
     spec["variants"] = {"kernel_size-3_lr-0.01": {}}

@@ -220,7 +220,7 @@ def test_a_given_importable_module_is_recorded_by_its_import_path(
     module = mymodels.TinyNet(*shape)
     start = copy.deepcopy(module.state_dict())
     run = train(config, out=tmp_path / "given", model=module, quiet=True)
-    assert run.model is module and run.config.model == {"name": "mymodels:TinyNet"}
+    assert run.model is module and run.config.model.to_dict() == {"name": "mymodels:TinyNet"}
     assert recorded_name(tmp_path / "given") == "mymodels:TinyNet"
     assert not torch.equal(start["conv.weight"], module.conv.weight.detach().cpu())  # trained
     loaded = load_run(tmp_path / "given")
@@ -349,4 +349,4 @@ def test_a_user_model_on_top_of_a_preset_drops_the_presets_model_options(
         "width": 5,
     }
     same = load_config("part2-lines", ["model.name=convnet"])
-    assert same.model["channels"] == [32, 64, 128]  # the same model keeps the preset's options
+    assert same.model.options["channels"] == [32, 64, 128]  # the same model keeps the preset's options

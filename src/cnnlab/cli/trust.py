@@ -31,7 +31,7 @@ def _trust(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         folder = RunFolder(run_dir)
         folder.require(finished=False)
-        name = load_config(folder.config, import_models=False).model["name"]
+        name = load_config(folder.config, import_models=False).model.name
         if not is_import_path(name):
             print(f"{run_dir}: model {name!r} is one of cnnlab's own; nothing to trust")
             continue

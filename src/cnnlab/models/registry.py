@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -144,13 +144,16 @@ def create_model(
     return materialized(model, in_channels, size)
 
 
-INIT_FROM = "init_from"
-"""``model.init_from``: weights to start from (:mod:`cnnlab.training.finetune`), not an option
-of the model's factory."""
+class ModelSection(Protocol):
+    """A config's ``model`` section as :func:`build_model` reads it (the training layer's
+    ``ModelConfig``): the family and its options."""
+
+    name: str
+    options: dict[str, Any]
 
 
 def build_model(
-    model_section: dict[str, Any],
+    model: ModelSection,
     in_channels: int,
     num_classes: int,
     image_size: tuple[int, int] | int = (28, 28),
@@ -159,19 +162,8 @@ def build_model(
     """The net a config's ``model`` section describes (its ``name`` resolved: not ``auto``),
     for data of this shape: the one way a config becomes a model."""
     return create_model(
-        model_section["name"],
-        in_channels,
-        num_classes,
-        image_size,
-        factor_levels,
-        **build_options(model_section),
+        model.name, in_channels, num_classes, image_size, factor_levels, **model.options
     )
-
-
-def build_options(model_section: dict[str, Any]) -> dict[str, Any]:
-    """The options a config's ``model`` section passes to the model's factory: all but
-    ``name`` and ``init_from``."""
-    return {k: v for k, v in model_section.items() if k not in ("name", INIT_FROM)}
 
 
 def check_model_options(name: str, options: dict[str, Any]) -> None:

@@ -344,13 +344,12 @@ def _run_config(
 
 
 def _check_model_options(config: RunConfig, where: str) -> None:
-    from cnnlab.models.registry import build_options, check_model_options
+    from cnnlab.models.registry import check_model_options
     from cnnlab.training.config import AUTO_MODEL
 
-    if config.model["name"] == AUTO_MODEL:  # chosen once the data is loaded
+    if config.model.name == AUTO_MODEL:  # chosen once the data is loaded
         return
-    options = build_options(config.model)
     try:
-        check_model_options(config.model["name"], options)
+        check_model_options(config.model.name, config.model.options)
     except CnnlabError as exc:
         raise CnnlabError(f"{where}: {exc}") from None

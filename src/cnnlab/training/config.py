@@ -102,6 +102,34 @@ class TrainConfig:
     tensorboard: bool = False
 
 
+INIT_FROM = "init_from"
+"""The ``model`` key naming the weights a run starts from (fine-tuning)."""
+
+
+@dataclass
+class ModelConfig:
+    """The ``model`` section: ``name`` (a family of the registry, ``auto`` for a net chosen
+    for the data once it is loaded, or ``package.module:Class`` for your own), ``options``
+    (the section's other keys: the family's keyword arguments) and ``init_from`` (a run folder
+    or ``.safetensors`` whose tensors start the net; see :mod:`cnnlab.training.finetune`).
+    Written and read as one flat mapping, as in ``config.yaml``."""
+
+    name: str = "part1"
+    options: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> ModelConfig:
+        """The section as a config file holds it (``name``, options, ``init_from``)."""
+        options = {k: v for k, v in section.items() if k not in ("name", INIT_FROM)}
+        return cls(section.get("name"), options, section.get(INIT_FROM))  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat mapping ``config.yaml`` holds."""
+        start = {INIT_FROM: self.init_from} if self.init_from is not None else {}
+        return {"name": self.name, **self.options, **start}
+
+
 @dataclass
 class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` in the run folder."""
@@ -110,11 +138,12 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "part1"})
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as ``config.yaml`` holds it."""
+        return {**dataclasses.asdict(self), "model": self.model.to_dict()}
 
 
 PRESETS = "presets"  # the package folder of the run-config presets
@@ -187,7 +216,7 @@ def _drop_other_models_options(raw: dict[str, Any], changes: dict[str, Any]) -> 
     model = raw.get("model")
     if name is None or not isinstance(model, dict) or model.get("name") == name:
         return
-    kept = ("init_from",)  # about where the weights come from, not the architecture
+    kept = (INIT_FROM,)  # about where the weights come from, not the architecture
     raw["model"] = {k: v for k, v in model.items() if k in kept}
 
 
@@ -241,7 +270,9 @@ def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
     values = {}
     for name, value in raw.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if kind is ModelConfig:  # an open mapping: the options are the family's to check
+            values[name] = ModelConfig.from_section(_coerce(value, dict, origin, prefix + name))
+        elif dataclasses.is_dataclass(kind):
             values[name] = _build(kind, value, origin, f"{prefix}{name}.")
         else:
             values[name] = _coerce(value, kind, origin, prefix + name)
@@ -420,7 +451,15 @@ def _validate_model(config: RunConfig, origin: str, import_models: bool) -> None
     from cnnlab.models import model_names
     from cnnlab.models.registry import GIVEN, check_import_path, is_import_path, resolve_factory
 
-    name = config.model.get("name")
+    start = config.model.init_from
+    _need(
+        start is None or (isinstance(start, str) and start.strip() != ""),
+        origin,
+        f"model.{INIT_FROM}",
+        "a run folder or .safetensors file, or null",
+        start,
+    )
+    name = config.model.name
     known = ", ".join(sorted((AUTO_MODEL, *model_names())))
     if not isinstance(name, str):
         raise CnnlabError(

@@ -173,10 +173,10 @@ def config_reference() -> str:
     ]
     for f in dataclasses.fields(_config.RunConfig):
         kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
-            parts += _section(f.name, typing.cast(type, kind))
-        elif f.name == "model":
+        if f.name == "model":  # one open mapping, not its dataclass's fields
             parts += _model_dict_section(f)
+        elif dataclasses.is_dataclass(kind):
+            parts += _section(f.name, typing.cast(type, kind))
         parts += _EXTRAS.get(f.name, lambda: [])()
     parts += _presets()
     return "\n".join(parts).rstrip("\n") + "\n"
@@ -210,11 +210,11 @@ def _intro(summary: str, sentences: list[str], cls: type) -> str:
 
 def _model_dict_section(f: dataclasses.Field[Any]) -> list[str]:
     """``model`` as a mapping: ``name``, ``init_from``, then the family's options."""
-    from cnnlab.models.registry import INIT_FROM
+    from cnnlab.training.config import INIT_FROM
 
     default = _default(f)
     rows = [
-        ["`model.name`", "str", _cell(default.get("name")), NOTES["model.name"]],
+        ["`model.name`", "str", _cell(default.name), NOTES["model.name"]],
         [f"`model.{INIT_FROM}`", "str or null", "`null`", NOTES[f"model.{INIT_FROM}"]],
     ]
     return ["## model", "", "The network and its options.", "", *_table(rows)]

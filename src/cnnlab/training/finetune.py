@@ -23,9 +23,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.registry import INIT_FROM
 from cnnlab.runfolder import RunFolder
-from cnnlab.training.config import RunConfig
+from cnnlab.training.config import INIT_FROM, RunConfig
 from cnnlab.training.optim import LR_FACTOR
 
 OPTION = f"model.{INIT_FROM}"
@@ -358,7 +357,7 @@ def prepare(
     (``train.trunk_lr_factor``) of a freshly built ``model``, before its optimiser is made.
     ``resumed``: a resumed run's ``run.json`` model record; it is not initialised again, and
     its head is what its initialisation left new, as in the run it continues."""
-    t, value = config.train, config.model.get(INIT_FROM)
+    t, value = config.train, config.model.init_from
     lines: list[str] = []
     record = None
     new: Sequence[str] = ()

@@ -79,9 +79,9 @@ def resolve_model(
 ) -> RunConfig:
     """``config`` with ``model.name: auto`` replaced by :func:`choose_model`'s net (other
     keys of the model section, such as ``init_from``, kept); any other config unchanged."""
-    if config.model.get("name") != AUTO_MODEL:
+    if config.model.name != AUTO_MODEL:
         return config
-    extra = {k: v for k, v in config.model.items() if k != "name"}
+    extra = {k: v for k, v in config.model.to_dict().items() if k != "name"}
     model = {**choose_model(channels, num_classes, image_size), **extra}
     return config_from_dict({**config.to_dict(), "model": model}, "model.name: auto")
 

@@ -29,7 +29,6 @@ from cnnlab.hardware import cpu_name
 from cnnlab.models import parameter_count
 from cnnlab.models.inference import Preprocess, batched_outputs
 from cnnlab.models.registry import (
-    INIT_FROM,
     build_model,
     given_model_name,
     is_import_path,
@@ -49,6 +48,7 @@ from cnnlab.training.callbacks import (
 )
 from cnnlab.training.checkpoint import load_checkpoint, load_weights, save_weights
 from cnnlab.training.config import (
+    INIT_FROM,
     RunConfig,
     config_from_dict,
     default_run_dir,
@@ -200,8 +200,8 @@ def train(
             config = config_from_dict(config.to_dict(), "config")
         run_dir = Path(out) if out is not None else default_run_dir(config)
         RunFolder(run_dir).check_creatable()  # before the data is loaded; again when made
-        if config.model.get(INIT_FROM) is not None:
-            finetune.check_source(config.model[INIT_FROM])
+        if config.model.init_from is not None:
+            finetune.check_source(config.model.init_from)
         state = None
     if device is not None:
         config = config_from_dict({**config.to_dict(), "device": device}, "--device")
@@ -319,8 +319,8 @@ def _net_for(
         config = resolve_model(config, *shape)
         return config, build_model(config.model, *shape, dataset.factor_levels)
     model = materialized(given, dataset.channels, dataset.image_size)
-    start = {k: v for k, v in config.model.items() if k == INIT_FROM}
-    recorded = {**config.to_dict(), "model": {"name": given_model_name(given, *shape), **start}}
+    name = given_model_name(given, *shape)
+    recorded = {**config.to_dict(), "model": {"name": name, INIT_FROM: config.model.init_from}}
     return config_from_dict(recorded, "train(model=...)"), model
 
 
@@ -331,7 +331,7 @@ def _announce(
     its preview picture, for the report), a warning on test copies of training images."""
     config, dataset, progress, dist = engine.config, engine.dataset, engine.progress, engine.dist
     progress.message(
-        f"{'Resuming' if resumed else 'Training'} {config.model['name']} "
+        f"{'Resuming' if resumed else 'Training'} {config.model.name} "
         f"({info.model['parameters']:,d} parameters) on {dataset.name}: "
         f"{len(dataset.train)} train / "
         + (f"{len(dataset.val)} validation / " if dataset.val is not None else "")
@@ -459,7 +459,7 @@ def _run_info(config: RunConfig, dataset: ImageDataset, engine: Engine, world: i
         ),
         data_check=check_dataset(dataset),
         preprocess=engine.preprocess.to_dict(),
-        model={"name": config.model["name"], "parameters": parameter_count(engine.model)},
+        model={"name": config.model.name, "parameters": parameter_count(engine.model)},
     )
 
 
@@ -483,8 +483,8 @@ def _prepare_folder(
 
     if not existing:
         held.enter_context(folder.create(fill))
-        if is_import_path(config.model["name"]):  # this user's code, trained here: trusted
-            record_trust(run_dir, folder.config, config.model["name"])
+        if is_import_path(config.model.name):  # this user's code, trained here: trusted
+            record_trust(run_dir, folder.config, config.model.name)
     elif resumed:
         folder.set_status("running")
     else:  # --resume of a run stopped before its first checkpoint: it starts again
@@ -505,8 +505,8 @@ def _read_run_config(run_dir: Path) -> RunConfig:
     if not folder.config.is_file():
         raise CnnlabError(f"{run_dir}: not a run folder (no {folder.config.name})")
     config = load_config(folder.config, import_models=False)
-    if is_import_path(config.model["name"]):
-        require_trust(run_dir, folder.config, config.model["name"])
+    if is_import_path(config.model.name):
+        require_trust(run_dir, folder.config, config.model.name)
     return config
 
 

@@ -97,7 +97,7 @@ def visualize_run(
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "out": str(out),
-        "model": run.config.model["name"],
+        "model": run.config.model.name,
         "layers": names,
         "heads": [h for h in heads if h],
         "target": "predicted" if target_class is None else str(target_class),
