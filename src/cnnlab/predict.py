@@ -147,10 +147,12 @@ def _from_array(images: np.ndarray, path: Path, preprocess: Preprocess) -> torch
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def predict(run: Run | str | Path, source: str | Path) -> list[Prediction]:
-    """Predicted class index, name and probability for each input image."""
+def predict(run: Run | str | Path, source: str | Path, device: str = "cpu") -> list[Prediction]:
+    """Predicted class index, name and probability for each input image; a run folder's
+    model is loaded on ``device`` (cpu, auto, cuda or cuda:N; a loaded ``Run`` computes where
+    its model is)."""
     if not isinstance(run, Run):
-        run = load_run(run)
+        run = load_run(run, device)
     images, labels = read_images(source, run.preprocess)
     outputs = run.outputs(images)
     if not isinstance(outputs, dict):

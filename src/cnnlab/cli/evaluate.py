@@ -34,6 +34,7 @@ def _add_evaluate(commands: options.Commands) -> None:
         "metrics-transfer-NAME.json, shown in the report beside the run's own test split",
     )
     evaluate.add_argument("--name", help="NAME for --dataset results (default: its folder name)")
+    options.reporting(evaluate, runs_model=True)
     options.trust_code(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -41,11 +42,16 @@ def _add_evaluate(commands: options.Commands) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from cnnlab.evaluate import evaluate_run, result_files, summary_lines
 
-    metrics = evaluate_run(args.run_dir, split=args.split, dataset=args.dataset, name=args.name)
-    print("\n".join(summary_lines(metrics)))
+    metrics = evaluate_run(
+        args.run_dir,
+        split=args.split,
+        dataset=args.dataset,
+        name=args.name,
+        device=args.device or "cpu",
+    )
     transfer = metrics.get("transfer")
     files = result_files(args.run_dir, args.split, transfer["name"] if transfer else None)
-    print(f"  written: {files[0]}")
+    options.report(args, metrics, [*summary_lines(metrics), f"  written: {files[0]}"])
     return 0
 
 
@@ -61,6 +67,7 @@ def _add_errors(commands: options.Commands) -> None:
     errors.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     errors.add_argument("--split", choices=SPLITS, default="test")
     errors.add_argument("--top", type=int, default=5, help="rows of each list (5)")
+    options.reporting(errors, runs_model=True)
     options.trust_code(errors)
     errors.set_defaults(handler=_errors)
 
@@ -69,15 +76,19 @@ def _errors(args: argparse.Namespace) -> int:
     from cnnlab.evaluate import evaluate_run
     from cnnlab.evaluate.errors import error_lines
     from cnnlab.runfolder import RunFolder, read_json
+    from cnnlab.training.run import resolve_device
 
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, got {args.top}")
+    if args.device is not None:
+        resolve_device(args.device)  # refused alike whether or not the run needs evaluating
     folder = RunFolder(args.run_dir)
     files = folder.errors(args.split)
     if not folder.evaluated(args.split):
-        evaluate_run(args.run_dir, split=args.split)
-    print("\n".join(error_lines(read_json(files.summary), args.top)))
-    print(f"  every misclassified image: {files.table}")
+        evaluate_run(args.run_dir, split=args.split, device=args.device or "cpu")
+    summary = read_json(files.summary)
+    lines = [*error_lines(summary, args.top), f"  every misclassified image: {files.table}"]
+    options.report(args, summary, lines)
     return 0
 
 
@@ -103,6 +114,7 @@ def _add_report(commands: options.Commands) -> None:
         "128 test images) into RUN_DIR/visualize for runs without pictures there (or with "
         "pictures older than the model); 10 s to 2 minutes per run on a 2-core CPU",
     )
+    options.reporting(report)
     options.trust_code(report)
     report.set_defaults(handler=_report)
 
@@ -116,7 +128,9 @@ def _report(args: argparse.Namespace) -> int:
         args.markdown,
         figures_dir=args.figures,
         inside=args.inside,
-        log=print,
+        log=options.progress_log(args),
     )
-    print(f"report written: {out}" + (f" (summary: {args.markdown})" if args.markdown else ""))
+    written = f"report written: {out}" + (f" (summary: {args.markdown})" if args.markdown else "")
+    markdown = None if args.markdown is None else str(args.markdown)
+    options.report(args, {"report": str(out), "markdown": markdown}, [written])
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from cnnlab.cli import options
@@ -24,7 +25,8 @@ def add(commands: options.Commands) -> None:
         "(model.<format>.json: input, preprocessing, outputs, the check), after checking it on "
         f"up to --check-images of the run's test images: onnxruntime (or torch.export.load) "
         f"against PyTorch, every output within {TOLERANCE:g} and every prediction the same; a "
-        "file that fails is not kept. ONNX needs pip install 'cnnlab[export]'.",
+        "file that fails is not kept. It runs on the CPU (no --device). ONNX needs pip install "
+        "'cnnlab[export]'.",
     )
     export.add_argument("run_dir", type=Path, metavar="RUN")
     export.add_argument("--format", choices=FORMATS, default="onnx", help="(onnx)")
@@ -32,6 +34,12 @@ def add(commands: options.Commands) -> None:
     export.add_argument(
         "--check-images", type=int, default=CHECK_IMAGES, metavar="N", help=f"({CHECK_IMAGES})"
     )
+    options.json_file(
+        export,
+        "write the export's record (path, card, outputs, images, max_difference, "
+        "same_predictions, format) as JSON to FILE (-: on stdout, and nothing else there)",
+    )
+    options.quiet(export)
     options.trust_code(export)
     export.set_defaults(handler=_export)
 
@@ -41,9 +49,11 @@ def _export(args: argparse.Namespace) -> int:
 
     result = export_run(args.run_dir, args.format, args.out, args.check_images)
     checker = "onnxruntime" if args.format == "onnx" else "torch.export.load"
-    print(
+    record = {**dataclasses.asdict(result), "format": args.format, "checked_in": checker}
+    line = (
         f"{result.path}: outputs {', '.join(result.outputs)}; checked in {checker} on "
         f"{result.images} test images: largest difference {result.max_difference:.2g}, same "
-        f"predictions\ncard: {result.card}"
+        "predictions"
     )
+    options.report(args, record, [line, f"card: {result.card}"])
     return 0

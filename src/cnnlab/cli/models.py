@@ -28,20 +28,49 @@ def add(commands: options.Commands) -> None:
         help="a model option, e.g. channels=[32,64] (repeatable)",
     )
     options.renamed(models, "--set", "--option")  # --set names config keys everywhere else
+    options.json_file(
+        models,
+        "write the result as JSON to FILE: a list of {name, options}, or with NAME {name, "
+        "channels, classes, options, parameters, layers} (-: on stdout, and nothing else there)",
+    )
+    options.quiet(models)
     models.set_defaults(handler=_models)
 
 
 def _models(args: argparse.Namespace) -> int:
-    from cnnlab.models import create_model, describe, model_names, model_options
+    from cnnlab.models import (
+        create_model,
+        describe,
+        model_names,
+        model_options,
+        parameter_count,
+    )
     from cnnlab.overrides import parse_set
 
     if args.name is None:
-        for name in model_names():
-            described = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
-            print(f"{name}: {described or 'no options'}")
+        families = [{"name": name, "options": model_options(name)} for name in model_names()]
+        lines = [
+            f"{family['name']}: "
+            + (", ".join(f"{k}={v!r}" for k, v in family["options"].items()) or "no options")
+            for family in families
+        ]
+        options.report(args, families, lines)
         return 0
     chosen = parse_set(args.options, f"model {args.name!r}", example="channels=[32,64]")
     model = create_model(args.name, args.channels, args.classes, **chosen)
-    print(f"{args.name} for {args.channels}x28x28 input, {args.classes} classes:")
-    print(describe(model))
+    layers = [
+        {"name": name, "type": type(module).__name__, "parameters": parameter_count(module)}
+        for name, module in model.named_modules()
+        if name and not list(module.children())
+    ]
+    result = {
+        "name": args.name,
+        "channels": args.channels,
+        "classes": args.classes,
+        "options": chosen,
+        "parameters": parameter_count(model),
+        "layers": layers,
+    }
+    title = f"{args.name} for {args.channels}x28x28 input, {args.classes} classes:"
+    options.report(args, result, [title, describe(model)])
     return 0

@@ -4,8 +4,9 @@ same flag everywhere; old spellings stay as hidden aliases that say the new one.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,12 @@ Commands = argparse._SubParsersAction
 """What ``add_subparsers`` returns: each command module adds its commands to it."""
 
 DEVICE_HELP = "auto (default), cpu, cuda or cuda:N"
+
+STDOUT = "-"
+"""``--json -``: the JSON document on stdout, and nothing else there."""
+
+JSON_HELP = "write the result as JSON to FILE (-: on stdout, and nothing else there)"
+QUIET_HELP = "print nothing on stdout but the result asked for (errors still go to stderr)"
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -85,19 +92,91 @@ def config_set(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
-def json_file(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--json FILE``: also write the command's result as JSON."""
+def json_file(parser: argparse.ArgumentParser, help: str = JSON_HELP) -> None:
+    """``--json FILE``: also write the command's result as JSON (``-``: on stdout only, as
+    :func:`report` writes it)."""
     parser.add_argument("--json", type=Path, metavar="FILE", help=help)
 
 
-def quiet(parser: argparse.ArgumentParser, help: str) -> None:
+def quiet(parser: argparse.ArgumentParser, help: str = QUIET_HELP) -> None:
     """``--quiet``: print less."""
     parser.add_argument("--quiet", action="store_true", help=help)
 
 
-def device(parser: argparse.ArgumentParser) -> None:
-    """``--device``: where torch runs."""
-    parser.add_argument("--device", help=DEVICE_HELP)
+def device_name(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (what a run config's ``device`` takes); an
+    argparse type. Whether CUDA is there is the command's to say."""
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def device(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--device``: where torch runs (``default``: what no flag means to the command)."""
+    if default == "auto":
+        help = DEVICE_HELP
+    else:
+        help = f"{default} (default), auto (a GPU when there is one), cuda or cuda:N"
+    parser.add_argument("--device", type=device_name, metavar="DEVICE", help=help)
+
+
+def reporting(parser: argparse.ArgumentParser, *, runs_model: bool = False) -> None:
+    """``--json FILE|-`` and ``--quiet`` of a command that reports a result; with
+    ``runs_model`` also ``--device`` (default: the CPU)."""
+    json_file(parser)
+    quiet(parser)
+    if runs_model:
+        device(parser, default="cpu")
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """Whether ``--json -`` asks for the JSON document on stdout."""
+    value = getattr(args, "json", None)
+    return value is not None and str(value) == STDOUT
+
+
+def silent(args: argparse.Namespace) -> bool:
+    """Whether a command's human lines stay off stdout: ``--quiet``, or ``--json -`` (stdout
+    holds the JSON document only)."""
+    return bool(getattr(args, "quiet", False)) or json_to_stdout(args)
+
+
+def say(args: argparse.Namespace, *lines: str) -> None:
+    """Print ``lines`` on stdout unless :func:`silent`."""
+    if not silent(args):
+        for line in lines:
+            print(line)
+
+
+def progress_log(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Where a command's progress lines go: stdout; stderr with ``--json -`` (stdout is the
+    JSON's); nowhere with ``--quiet``."""
+    if getattr(args, "quiet", False):
+        return None
+    if json_to_stdout(args):
+        return lambda line: print(line, file=sys.stderr)
+    return print
+
+
+def report(args: argparse.Namespace, result: object, lines: Iterable[str] = ()) -> None:
+    """A handler's output: ``result`` as JSON where ``--json`` says (``-``: stdout; a file:
+    written atomically, before the lines), and ``lines`` on stdout unless :func:`silent`.
+
+    ``result`` is plain data; anything JSON has no type for (a path, say) is written as its
+    text."""
+    import json
+
+    from cnnlab.fileio import atomic_open, jsonable
+
+    target = getattr(args, "json", None)
+    if target is not None:
+        text = json.dumps(jsonable(result), indent=2) + "\n"
+        if json_to_stdout(args):
+            sys.stdout.write(text)
+        else:
+            with atomic_open(target) as handle:
+                handle.write(text)
+    say(args, *lines)
 
 
 def mnist_dir(parser: argparse.ArgumentParser, help: str, *, old: str | None = None) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
+from typing import TextIO
 
 from cnnlab.cli import options
 from cnnlab.cli.data import MNIST_DIR
@@ -113,6 +116,7 @@ def _add_reproduce(commands: options.Commands) -> None:
     )
     options.mnist_dir(reproduce, MNIST_DIR)
     options.device(reproduce)
+    options.quiet(reproduce, "print nothing on stdout (no progress, no closing line)")
     reproduce.add_argument(
         "--jobs",
         type=int,
@@ -132,20 +136,33 @@ def _add_reproduce(commands: options.Commands) -> None:
 def _reproduce(args: argparse.Namespace) -> int:
     from cnnlab.reproduce import reproduce
 
-    report = reproduce(
-        args.out,
-        quick=args.quick,
-        mnist_dir=args.mnist_dir,
-        device=args.device,
-        overrides=args.overrides,
-        studies=not args.no_studies,
-        jobs=args.jobs,
-        threads=args.threads,
-        executor=args.executor,
-        address=args.address,
-    )
-    print(f"open {report}")
+    with contextlib.ExitStack() as stack:
+        if args.quiet:  # the trainings that run in this process print too
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(_devnull())))
+        report = reproduce(
+            args.out,
+            quick=args.quick,
+            mnist_dir=args.mnist_dir,
+            device=args.device,
+            overrides=args.overrides,
+            studies=not args.no_studies,
+            jobs=args.jobs,
+            threads=args.threads,
+            executor=args.executor,
+            address=args.address,
+            log=_nothing if args.quiet else print,
+            progress=not args.quiet,
+        )
+    options.say(args, f"open {report}")
     return 0
+
+
+def _devnull() -> TextIO:
+    return open(os.devnull, "w")
+
+
+def _nothing(line: str) -> None:
+    """A log that keeps its lines to itself (--quiet)."""
 
 
 def _add_status(commands: options.Commands) -> None:
@@ -159,6 +176,12 @@ def _add_status(commands: options.Commands) -> None:
     )
     status.add_argument("folder", type=Path, metavar="DIR")
     status.add_argument("--all", action="store_true", help="one line for every run")
+    options.json_file(
+        status,
+        "write the status as JSON to FILE, every run included (-: on stdout, and nothing else "
+        "there)",
+    )
+    options.quiet(status)
     status.set_defaults(handler=_status)
 
 
@@ -168,5 +191,5 @@ def _status(args: argparse.Namespace) -> int:
 
     status = job_status(args.folder)
     shown = ("waiting", "failed", *STATES) if args.all else ("training", "interrupted", "failed")
-    print("\n".join(status.lines(shown)))
+    options.report(args, status.to_dict(), status.lines(shown))
     return 0

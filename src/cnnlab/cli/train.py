@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli import options
 from cnnlab.errors import CnnlabError
 from cnnlab.overrides import preset_names
+
+if TYPE_CHECKING:  # torch stays out of --help
+    from cnnlab.predict import Prediction
 
 PRESETS = "presets"
 """The run-config presets' package folder (``cnnlab.training.config.PRESETS``, read here without
@@ -40,6 +46,11 @@ def _add_train(commands: options.Commands) -> None:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly")
     options.device(train)
     options.quiet(train, "print nothing while training")
+    options.json_file(
+        train,
+        "at the end write the run folder and its last epoch's metrics as JSON to FILE (-: on "
+        "stdout, and nothing else there: the progress lines go to stderr)",
+    )
     train.add_argument(
         "--tensorboard",
         action="store_true",
@@ -77,14 +88,28 @@ def _train_command(args: argparse.Namespace) -> int:
             f"{config!r}: no such file or folder. Give DATA (a folder of images, a .csv or "
             f".npz, mnist or lines) or CONFIG (a YAML file or a preset: {', '.join(presets)})"
         )
-    train(
-        config,
-        out=args.out,
-        overrides=overrides,
-        resume=args.resume,
-        quiet=args.quiet,
-        device=args.device,
-    )
+    # --json -: stdout is the JSON document's, so the progress lines go to stderr
+    shown = contextlib.redirect_stdout(sys.stderr) if options.json_to_stdout(args) else None
+    with shown or contextlib.nullcontext():
+        run = train(
+            config,
+            out=args.out,
+            overrides=overrides,
+            resume=args.resume,
+            quiet=args.quiet,
+            device=args.device,
+        )
+    if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun: the first process reports
+        history = run.history
+        options.report(
+            args,
+            {
+                "run": str(run.path),
+                "name": run.config.name,
+                "epochs": len(history),
+                "final": history[-1] if history else {},
+            },
+        )
     return 0
 
 
@@ -98,6 +123,15 @@ def _add_predict(commands: options.Commands) -> None:
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     predict.add_argument("input", type=Path, metavar="INPUT")
     options.out(predict, "CSV", "write the CSV here")
+    options.json_file(
+        predict,
+        "write the predictions as JSON to FILE, a list of {input, class_index, class_name, "
+        "probability[, heads]} (-: on stdout instead of the CSV, and nothing else there)",
+    )
+    options.quiet(
+        predict, "print nothing on stdout but the CSV when there is no --out (it is the result)"
+    )
+    options.device(predict, default="cpu")
     options.trust_code(predict)
     predict.set_defaults(handler=_predict)
 
@@ -105,13 +139,32 @@ def _add_predict(commands: options.Commands) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from cnnlab.predict import predict, predictions_csv, write_predictions
 
-    predictions = predict(args.run_dir, args.input)
+    predictions = predict(args.run_dir, args.input, device=args.device or "cpu")
+    lines = []
     if args.out:
         write_predictions(args.out, predictions)
-        print(f"{len(predictions)} predictions written to {args.out}")
-    else:
+        lines.append(f"{len(predictions)} predictions written to {args.out}")
+    elif not options.json_to_stdout(args):  # the result itself: printed even with --quiet
         sys.stdout.write(predictions_csv(predictions))
+    options.report(args, [_prediction_record(p) for p in predictions], lines)
     return 0
+
+
+def _prediction_record(prediction: Prediction) -> dict[str, Any]:
+    """A :class:`cnnlab.predict.Prediction` as data: the CSV's columns, and for a multi-head
+    model each head's level and probability."""
+    record: dict[str, Any] = {
+        "input": prediction.source,
+        "class_index": prediction.index,
+        "class_name": prediction.name,
+        "probability": prediction.probability,
+    }
+    if prediction.heads:
+        record["heads"] = {
+            head: {"level": level, "probability": probability}
+            for head, (level, probability) in prediction.heads.items()
+        }
+    return record
 
 
 def _add_lr_find(commands: options.Commands) -> None:
@@ -131,13 +184,15 @@ def _add_lr_find(commands: options.Commands) -> None:
     finder.add_argument("--min", type=float, default=1e-7, dest="lr_min", help="first rate")
     finder.add_argument("--max", type=float, default=10.0, dest="lr_max", help="last rate")
     options.out(finder, "PNG", "where to draw it (lr-find-<name>.png)", old="--plot")
-    options.json_file(finder, "also write the curve here")
+    options.json_file(
+        finder, "also write the curve as JSON to FILE (-: on stdout, and nothing else there)"
+    )
+    options.quiet(finder)
     options.device(finder)
     finder.set_defaults(handler=_lr_find)
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from cnnlab.fileio import write_json
     from cnnlab.training import load_config
     from cnnlab.training.lr_finder import lr_find, plot_range_test
 
@@ -147,19 +202,15 @@ def _lr_find(args: argparse.Namespace) -> int:
     )
     plot = args.out or Path(f"lr-find-{config.name}.png")
     plot_range_test(result, plot, f"learning-rate range test: {config.name}")
-    if args.json is not None:
-        write_json(args.json, result.to_dict())
     end = "stopped early: the loss passed 4x its best" if result.stopped_early else "all steps"
-    print(
+    lines = [
         f"{config.name}: {len(result.lrs)} steps, rate {result.lrs[0]:.2g} to "
-        f"{result.lrs[-1]:.2g} ({end}); lowest smoothed loss {min(result.smoothed):.4f}"
-    )
-    if result.suggestion is None:
-        print("no suggestion: too few steps; read the curve")
-    else:
-        print(
-            f"suggestion: {result.suggestion:.2g} (steepest fall of the smoothed loss; a "
-            "heuristic: read the curve)"
-        )
-    print(f"plot: {plot}")
+        f"{result.lrs[-1]:.2g} ({end}); lowest smoothed loss {min(result.smoothed):.4f}",
+        "no suggestion: too few steps; read the curve"
+        if result.suggestion is None
+        else f"suggestion: {result.suggestion:.2g} (steepest fall of the smoothed loss; a "
+        "heuristic: read the curve)",
+        f"plot: {plot}",
+    ]
+    options.report(args, result.to_dict(), lines)
     return 0

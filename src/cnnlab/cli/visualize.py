@@ -19,7 +19,8 @@ def add(commands: options.Commands) -> None:
         + ", ".join(m.title for m in chosen(drawn()))
         + ") and their raw arrays into --out; --score ranks the explanation methods by "
         "evidence: localisation against the Lines masks, faithfulness (deletion and insertion "
-        "curves, any dataset) and the randomisation check.",
+        "curves, any dataset) and the randomisation check. It runs on the CPU (no --device: "
+        "the pictures' code keeps its tensors there).",
     )
     visualize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     visualize.add_argument(
@@ -57,6 +58,12 @@ def add(commands: options.Commands) -> None:
         help="an explanation method to draw and score (repeatable; default: those with a "
         f"picture, and the scored ones with --score): {', '.join(REGISTRY)}",
     )
+    options.json_file(
+        visualize,
+        "write the summary (paths, layers, targets, scores) as JSON to FILE (-: on stdout, and "
+        "nothing else there)",
+    )
+    options.quiet(visualize)
     options.trust_code(visualize)
     visualize.set_defaults(handler=_visualize)
 
@@ -65,7 +72,7 @@ def _visualize(args: argparse.Namespace) -> int:
     from cnnlab.predict import read_images
     from cnnlab.runfolder import RunFolder
     from cnnlab.training import load_run
-    from cnnlab.visualize import print_scores, visualize_run
+    from cnnlab.visualize import format_scores, visualize_run
 
     images = None
     if args.images is not None:
@@ -82,7 +89,8 @@ def _visualize(args: argparse.Namespace) -> int:
         score=args.score,
         methods=args.methods,
     )
-    print(f"pictures and arrays written to {out}")
+    lines = [f"pictures and arrays written to {out}"]
     if args.score and summary.get("scores"):
-        print_scores(summary["scores"]["rows"])
+        lines.append(format_scores(summary["scores"]["rows"]))
+    options.report(args, summary, lines)
     return 0

@@ -37,9 +37,13 @@ def evaluate_run(
     write: bool = True,
     dataset: str | Path | None = None,
     name: str | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate a finished run on ``split`` of its own data and (by default) write
     ``metrics-<split>.json`` and ``predictions-<split>.npz`` into the run folder.
+
+    ``device`` (cpu, auto, cuda or cuda:N) is where the model computes the predictions;
+    the error galleries' Grad-CAM maps are drawn on the CPU.
 
     With ``dataset`` (a source :func:`~cnnlab.data.registry.load_dataset` accepts, with the
     same class names as the run), evaluate on that dataset's ``split`` instead, under ``name``
@@ -52,7 +56,7 @@ def evaluate_run(
         raise CnnlabError("--split val is the run's own validation split: not with --dataset")
     if dataset is None and name is not None:
         raise CnnlabError("--name names an evaluation on other data: give --dataset too")
-    run = load_run(run_dir)
+    run = load_run(run_dir, device)
     if dataset is None:
         data = prepare_dataset(run.config)
         part, transfer = getattr(data, split), None
@@ -76,6 +80,7 @@ def evaluate_run(
             "training_copies": training_copies(run, part.images),
         }
     scores, arrays, outputs = measure(run, data, part, batch_size)
+    run.model.cpu()  # the error galleries compute Grad-CAM on CPU images
     metrics = metrics_record(
         {
             "run": str(run_dir),

@@ -14,8 +14,9 @@ import json
 import os
 import socket
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs.folder import (
@@ -103,6 +104,23 @@ class JobStatus:
     def lines(self, states: tuple[str, ...] = ("training", "trained")) -> list[str]:
         """The headline, then one line per run in one of ``states``."""
         return [self.headline(), *(f"  {r.line()}" for r in self.runs if r.state in states)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as plain data (``cnnlab status --json``): what the headline adds up and
+        every run's progress."""
+        done = self.count("done", "diverged")
+        return {
+            "kind": self.kind,
+            "folder": str(self.folder),
+            "runs_total": len(self.runs),
+            "runs_done": done,
+            "runs_training": len(self.training),
+            "runs_left": len(self.runs) - done,
+            "runs_failed": self.count("failed"),
+            "eta_seconds": self.eta_seconds() if done < len(self.runs) else None,
+            "headline": self.headline(),
+            "runs": [asdict(run) for run in self.runs],
+        }
 
 
 def job_status(folder: str | Path) -> JobStatus:
