@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.registry import build_model
-from cnnlab.training.config import ModelConfig
 from cnnlab.runfolder import RunFolder
 from cnnlab.training import load_config, load_run, train
 from cnnlab.training.checkpoint import save_weights
+from cnnlab.training.config import ModelConfig
 from cnnlab.training.engine import Engine
 from cnnlab.training.finetune import (
     freeze,

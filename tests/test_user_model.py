@@ -349,4 +349,4 @@ def test_a_user_model_on_top_of_a_preset_drops_the_presets_model_options(
         "width": 5,
     }
     same = load_config("part2-lines", ["model.name=convnet"])
-    assert same.model.options["channels"] == [32, 64, 128]  # the same model keeps the preset's options
+    assert same.model.options["channels"] == [32, 64, 128]  # the preset's options kept
