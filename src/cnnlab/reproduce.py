@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -163,85 +163,126 @@ def _reproduce(
     log: Callable[[str], None],
     progress: bool,
 ) -> Path:
-    """:func:`reproduce` on an executor."""
+    """:func:`reproduce` on an executor: its steps in order (see the module's docstring)."""
     state = _load_state(out, quick, list(overrides), mnist_dir)
-    steps: dict[str, float] = state["steps"]
-    started, earlier = time.perf_counter(), float(state.get("wall_seconds", 0.0))
-
-    def save() -> None:
-        state["wall_seconds"] = round(earlier + time.perf_counter() - started, 1)
-        write_json(out / REPRODUCTION_FILE, state)
-
-    def step(name: str, action: Callable[[], Any]) -> None:
-        if name in steps:
-            log(f"[done] {name} ({steps[name]:.0f} s)")
-            return
-        log(f"[....] {name}")
-        start = time.perf_counter()
-        action()
-        steps[name] = round(time.perf_counter() - start, 1)
-        save()
-        log(f"[done] {name} ({steps[name]:.0f} s)")
-
-    state[PLANNED] = plan_record(out, planned_runs(out, quick, overrides, studies))
-    save()  # for ``cnnlab status``: the runs this reproduction plans
-    lines_file = out / "data" / "lines" / "lines.npz"
-    step("data", lambda: _prepare_data(out / "data", mnist_dir, quick))
+    job = _Reproduction(out, quick, mnist_dir, device, tuple(overrides), executor, log, state)
+    job.plan(studies)
+    job.step("data", lambda: _prepare_data(out / "data", mnist_dir, quick))
     with LiveStatus(out, log, enabled=progress) as live:
-        log = live.say  # from here on every line goes above the live status (closures too)
-        run_dirs = [run_folder(out, preset) for preset in RUNS]
-        transfers = tuple((v, str(out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
+        job.log = live.say  # from here on every line goes above the live status
+        run_dirs = job.models(bars=not progress and executor.here)
+        study_dirs = job.studies() if studies else []
+    return job.report(run_dirs, study_dirs)
 
-        datasets = {preset: preset_dataset(preset) for preset in RUNS}
 
-        def todo(preset: str) -> tuple[str, ...]:
-            wanted = [s for s in PIPELINE_STEPS if s != "transfer" or datasets[preset] == "lines"]
-            for name in stale_steps(RunFolder(run_folder(out, preset)), wanted):
-                steps.pop(f"{name} {preset}", None)  # recorded as done, but its output is not
-            return tuple(s for s in wanted if f"{s} {preset}" not in steps)
+@dataclass
+class _Reproduction:
+    """One reproduction in ``out`` and its state file: each step done once, the seconds it
+    took recorded (``steps``), so that running it again continues where it stopped."""
 
-        pending = [
-            Pipeline(
-                preset,
-                str(run_folder(out, preset)),
-                _run_overrides(datasets[preset], quick, overrides, lines_file, mnist_dir),
-                device,
-                quick,
-                todo(preset),
-                transfers if datasets[preset] == "lines" else (),
-                quiet=progress or not executor.here,  # no bars beside the live status
+    out: Path
+    quick: bool
+    mnist_dir: str | Path | None
+    device: str | None
+    overrides: tuple[str, ...]
+    executor: Executor
+    log: Callable[[str], None]
+    state: dict[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.earlier = float(self.state.get("wall_seconds", 0.0))  # of the runs before this
+
+    @property
+    def steps(self) -> dict[str, float]:
+        return self.state["steps"]
+
+    @property
+    def lines_file(self) -> Path:
+        return self.out / "data" / "lines" / "lines.npz"
+
+    def save(self) -> None:
+        self.state["wall_seconds"] = round(self.earlier + time.perf_counter() - self.started, 1)
+        write_json(self.out / REPRODUCTION_FILE, self.state)
+
+    def step(self, name: str, action: Callable[[], Any]) -> None:
+        """Do ``action`` unless the step ``name`` is recorded as done; record its seconds."""
+        if name not in self.steps:
+            self.log(f"[....] {name}")
+            start = time.perf_counter()
+            action()
+            self.steps[name] = round(time.perf_counter() - start, 1)
+            self.save()
+        self.log(f"[done] {name} ({self.steps[name]:.0f} s)")
+
+    def plan(self, studies: bool) -> None:
+        """The runs this reproduction plans, recorded first (for ``cnnlab status``)."""
+        planned = planned_runs(self.out, self.quick, self.overrides, studies)
+        self.state[PLANNED] = plan_record(self.out, planned)
+        self.save()
+
+    def models(self, bars: bool) -> list[Path]:
+        """Train, evaluate, test on the other renderings and look inside every model, one
+        executor task per model (``bars``: training progress bars, when nothing else draws)."""
+        transfers = tuple((v, str(self.out / "data" / f"lines-{v}")) for v in TRANSFER_VARIANTS)
+        pending = []
+        for preset in LONGEST_FIRST:
+            dataset = preset_dataset(preset)
+            overrides = _run_overrides(
+                dataset, self.quick, self.overrides, self.lines_file, self.mnist_dir
             )
-            for preset in LONGEST_FIRST
-        ]
-        for pipeline in pending:
-            for name in (f"{s} {pipeline.preset}" for s in PIPELINE_STEPS):
-                if name in steps:
-                    log(f"[done] {name} ({steps[name]:.0f} s)")
-        pending = [p for p in pending if p.todo]
+            todo = self._todo(preset, dataset)
+            for name in (f"{s} {preset}" for s in PIPELINE_STEPS):
+                if name in self.steps:
+                    self.log(f"[done] {name} ({self.steps[name]:.0f} s)")
+            if todo:
+                folder = str(run_folder(self.out, preset))
+                lines = transfers if dataset == "lines" else ()
+                pending.append(
+                    Pipeline(preset, folder, overrides, self.device, self.quick, todo, lines,
+                             quiet=not bars)
+                )  # fmt: skip
 
         def finished(pipeline: Pipeline, seconds: dict[str, float]) -> None:
             for name, value in seconds.items():
-                steps[f"{name} {pipeline.preset}"] = value
-                log(f"[done] {name} {pipeline.preset} ({value:.0f} s)")
-            save()
+                self.steps[f"{name} {pipeline.preset}"] = value
+                self.log(f"[done] {name} {pipeline.preset} ({value:.0f} s)")
+            self.save()
 
-        _run_pipelines(pending, executor, out, finished, log)
+        _run_pipelines(pending, self.executor, self.out, finished, self.log)
+        return [run_folder(self.out, preset) for preset in RUNS]
+
+    def _todo(self, preset: str, dataset: str) -> tuple[str, ...]:
+        """A model's steps left to do: not recorded as done, or done but their output is
+        missing or stale."""
+        wanted = [s for s in PIPELINE_STEPS if s != "transfer" or dataset == "lines"]
+        for name in stale_steps(RunFolder(run_folder(self.out, preset)), wanted):
+            self.steps.pop(f"{name} {preset}", None)
+        return tuple(s for s in wanted if f"{s} {preset}" not in self.steps)
+
+    def studies(self) -> list[Path]:
+        """The variation studies, each one step."""
         study_dirs = []
-        if studies:
-            for name in STUDIES:
-                study_dir = out / "studies" / name
-                study_dirs.append(study_dir)
-                extra = _data_overrides(study_dataset(name), lines_file, mnist_dir) + list(
-                    overrides
-                )
-                step(
-                    f"study {name}",
-                    lambda n=name, d=study_dir, e=extra: _study(n, d, quick, e, executor, log),
-                )
-    start = time.perf_counter()
-    report = _report(out, run_dirs, study_dirs, quick, steps, state.get("wall_seconds"))
-    log(f"report written in {time.perf_counter() - start:.0f} s: {report}")
-    return report
+        for name in STUDIES:
+            study_dir = self.out / "studies" / name
+            data = _data_overrides(study_dataset(name), self.lines_file, self.mnist_dir)
+            extra = [*data, *self.overrides]
+            self.step(
+                f"study {name}",
+                lambda n=name, d=study_dir, e=extra: _study(
+                    n, d, self.quick, e, self.executor, self.log
+                ),
+            )
+            study_dirs.append(study_dir)
+        return study_dirs
+
+    def report(self, run_dirs: list[Path], study_dirs: list[Path]) -> Path:
+        """The report and summary, always rebuilt."""
+        start = time.perf_counter()
+        wall = self.state.get("wall_seconds")
+        report = _report(self.out, run_dirs, study_dirs, self.quick, self.steps, wall)
+        self.log(f"report written in {time.perf_counter() - start:.0f} s: {report}")
+        return report
 
 
 def planned_runs(out: Path, quick: bool, overrides: Sequence[str], studies: bool) -> list[Planned]:
