@@ -58,7 +58,7 @@ def masked_tables(html: str) -> str:
 
 def masked(text: str, roots: tuple[str, ...]) -> str:
     text = masked_tables(text)
-    for root in roots:
+    for root in sorted(roots, key=len, reverse=True):  # /a/rep-2 before its prefix /a/rep
         text = text.replace(root, "<folder>")
     for pattern, replacement in MASKS:
         text = pattern.sub(replacement, text)
