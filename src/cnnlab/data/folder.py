@@ -60,38 +60,11 @@ def load_folder(
     split_dirs = {name: root / name for name in SPLIT_FOLDERS if (root / name).is_dir()}
     provenance: dict[str, Any] = {"source": str(root), "format": "image folder"}
     if "train" in split_dirs or "test" in split_dirs:
-        missing = [name for name in ("train", "test") if name not in split_dirs]
-        if missing:
-            raise CnnlabError(
-                f"{root}: has {'train' if missing == ['test'] else 'test'}/ but no "
-                f"{missing[0]}/ folder; give both train/ and test/ or only class folders"
-            )
-        train_classes = _class_files(split_dirs["train"])
-        test_classes = _class_files(split_dirs["test"])
-        if set(train_classes) != set(test_classes):
-            only_train = _names(set(train_classes) - set(test_classes))
-            only_test = _names(set(test_classes) - set(train_classes))
-            raise CnnlabError(
-                f"{root}: train/ and test/ hold different classes (only in train/: "
-                f"{only_train}; only in test/: {only_test})"
-            )
-        names = sort_class_names(train_classes)
-        parts = {"train": train_classes, "test": test_classes}
-        if "val" in split_dirs:
-            parts["val"] = _class_files(split_dirs["val"])
-            unknown = sorted(set(parts["val"]) - set(names))
-            if unknown:
-                raise CnnlabError(f"{split_dirs['val']}: classes not in train/: {_names(unknown)}")
-        files, labels, part_of = [], [], []
-        for part, classes in parts.items():
-            for index, name in enumerate(names):
-                found = classes.get(name, [])
-                files += found
-                labels += [index] * len(found)
-                part_of += [part] * len(found)
-        layout = "train/, val/ and test/ folders" if "val" in parts else "train/ and test/ folders"
+        names, files, labels, split = _split_folders(root, split_dirs)
+        layout = (
+            "train/, val/ and test/ folders" if "val" in split_dirs else "train/ and test/ folders"
+        )
         provenance.update(layout=layout, split="as given")
-        split = np.asarray(part_of)
     else:
         classes = _class_files(root)
         names = sort_class_names(classes)
@@ -115,6 +88,45 @@ def load_folder(
         what=str(root),
         base=root,
     )
+
+
+def _split_folders(
+    root: Path, split_dirs: dict[str, Path]
+) -> tuple[tuple[str, ...], list[Path], list[int], np.ndarray]:
+    """The class names, files, labels and each file's part of a folder holding ``train/`` and
+    ``test/`` (and perhaps ``val/``) folders of class folders, after checking they agree."""
+    missing = [name for name in ("train", "test") if name not in split_dirs]
+    if missing:
+        raise CnnlabError(
+            f"{root}: has {'train' if missing == ['test'] else 'test'}/ but no "
+            f"{missing[0]}/ folder; give both train/ and test/ or only class folders"
+        )
+    train_classes = _class_files(split_dirs["train"])
+    test_classes = _class_files(split_dirs["test"])
+    if set(train_classes) != set(test_classes):
+        only_train = _names(set(train_classes) - set(test_classes))
+        only_test = _names(set(test_classes) - set(train_classes))
+        raise CnnlabError(
+            f"{root}: train/ and test/ hold different classes (only in train/: "
+            f"{only_train}; only in test/: {only_test})"
+        )
+    names = sort_class_names(train_classes)
+    parts = {"train": train_classes, "test": test_classes}
+    if "val" in split_dirs:
+        parts["val"] = _class_files(split_dirs["val"])
+        unknown = sorted(set(parts["val"]) - set(names))
+        if unknown:
+            raise CnnlabError(f"{split_dirs['val']}: classes not in train/: {_names(unknown)}")
+    files: list[Path] = []
+    labels: list[int] = []
+    part_of: list[str] = []
+    for part, classes in parts.items():
+        for index, name in enumerate(names):
+            found = classes.get(name, [])
+            files += found
+            labels += [index] * len(found)
+            part_of += [part] * len(found)
+    return names, files, labels, np.asarray(part_of)
 
 
 def _names(names: set[str] | list[str]) -> str:
@@ -169,18 +181,7 @@ def build_dataset(
     ``decode_cache`` says whether they did."""
     if not files:
         raise CnnlabError(f"{what}: no images (an empty dataset)")
-    if split is None:
-        split = stratified_split(labels, test_fraction, seed)
-        provenance["split"] = f"seeded stratified: test_fraction {test_fraction}, seed {seed}"
-    if split.dtype == bool:
-        split = np.where(split, "test", "train")
-    for part in ("train", "test"):
-        mask = split == part
-        if not mask.any():
-            raise CnnlabError(
-                f"{what}: the {part} split would hold no images ({len(files)} images, "
-                f"test_fraction {test_fraction}); add images or change data.test_fraction"
-            )
+    split = _parts(split, labels, seed, test_fraction, what, provenance)
     decoded, cache_note = decode_cached(files, image_size=image_size, channels=channels, what=what)
     provenance.update(decoded.provenance(image_size, channels))
     provenance["decode_cache"] = cache_note
@@ -204,6 +205,31 @@ def build_dataset(
         provenance=provenance,
         val=subset("val") if (split == "val").any() else None,
     )
+
+
+def _parts(
+    split: np.ndarray | None,
+    labels: np.ndarray,
+    seed: int,
+    test_fraction: float,
+    what: str,
+    provenance: dict[str, Any],
+) -> np.ndarray:
+    """Each image's part (``train``, ``test``, ``val``): as given, or a seeded stratified
+    split (recorded in ``provenance``); refused where train or test would be empty."""
+    if split is None:
+        split = stratified_split(labels, test_fraction, seed)
+        provenance["split"] = f"seeded stratified: test_fraction {test_fraction}, seed {seed}"
+    if split.dtype == bool:
+        split = np.where(split, "test", "train")
+    for part in ("train", "test"):
+        mask = split == part
+        if not mask.any():
+            raise CnnlabError(
+                f"{what}: the {part} split would hold no images ({len(labels)} images, "
+                f"test_fraction {test_fraction}); add images or change data.test_fraction"
+            )
+    return split
 
 
 def _relative(file: Path, base: Path | None) -> str:

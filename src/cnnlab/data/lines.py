@@ -142,6 +142,7 @@ class LinesConfig:
     def num_classes(self) -> int:
         return int(np.prod([len(v) for v in self.levels.values()]))
 
+    # long: one check per option, in the order of the fields above, each naming its option
     def validate(self) -> None:
         """Refuse impossible requests before any work, naming the option and what is expected."""
 

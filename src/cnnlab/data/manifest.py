@@ -52,39 +52,7 @@ def load_manifest(
         raise CnnlabError(f"{path}: empty file; expected a header row path,label[,split]")
     header = [cell.strip() for cell in rows[0]]
     label_columns = _label_columns(path, header)
-    column = {name: header.index(name) for name in header}
-    base = path.parent
-    files, values, parts = [], [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise CnnlabError(
-                f"{path}: line {line} has {len(row)} fields, the header {len(header)}"
-            )
-        file = row[column["path"]].strip()
-        labels = [row[column[name]].strip() for name in label_columns]
-        empty = (
-            ["path"]
-            if not file
-            else [n for n, v in zip(label_columns, labels, strict=True) if not v]
-        )
-        if empty:
-            raise CnnlabError(f"{path}: line {line} has an empty {shown(empty[0])}")
-        full = base / file
-        if not _is_file(full):
-            raise CnnlabError(f"{path}: line {line}: {shown(full)} does not exist")
-        if "split" in column:
-            part = row[column["split"]].strip()
-            if part not in PARTS:
-                raise CnnlabError(
-                    f"{path}: line {line}: split {part!r}; expected {', '.join(PARTS)}"
-                )
-            parts.append(part)
-        files.append(full)
-        values.append(labels)
-    if not files:
-        raise CnnlabError(f"{path}: lists no images (an empty dataset)")
+    files, values, parts = _listed(path, rows, header, label_columns)
     columns = dict(zip(label_columns, zip(*values, strict=True), strict=True))
     levels = {name: sort_class_names(col) for name, col in columns.items()}
     level_index = {name: _indices(levels[name], col) for name, col in columns.items()}
@@ -118,6 +86,48 @@ def load_manifest(
         factors=level_index if factored else None,
         factor_levels=levels if factored else None,
     )
+
+
+def _listed(
+    path: Path, rows: list[list[str]], header: list[str], label_columns: list[str]
+) -> tuple[list[Path], list[list[str]], list[str]]:
+    """Each row's image file (checked to exist), its labels and its split (if the manifest
+    has a ``split`` column); blank rows are skipped, any other bad row is refused by line."""
+    column = {name: header.index(name) for name in header}
+    files: list[Path] = []
+    values: list[list[str]] = []
+    parts: list[str] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise CnnlabError(
+                f"{path}: line {line} has {len(row)} fields, the header {len(header)}"
+            )
+        file = row[column["path"]].strip()
+        labels = [row[column[name]].strip() for name in label_columns]
+        empty = (
+            ["path"]
+            if not file
+            else [n for n, v in zip(label_columns, labels, strict=True) if not v]
+        )
+        if empty:
+            raise CnnlabError(f"{path}: line {line} has an empty {shown(empty[0])}")
+        full = path.parent / file
+        if not _is_file(full):
+            raise CnnlabError(f"{path}: line {line}: {shown(full)} does not exist")
+        if "split" in column:
+            part = row[column["split"]].strip()
+            if part not in PARTS:
+                raise CnnlabError(
+                    f"{path}: line {line}: split {part!r}; expected {', '.join(PARTS)}"
+                )
+            parts.append(part)
+        files.append(full)
+        values.append(labels)
+    if not files:
+        raise CnnlabError(f"{path}: lists no images (an empty dataset)")
+    return files, values, parts
 
 
 def _label_columns(path: Path, header: list[str]) -> list[str]:

@@ -105,6 +105,24 @@ def front_view(
     ``studies`` (anchor, title) link to the variation studies; ``transfer_order`` orders the
     columns of the table of evaluations on other data (others follow, by name).
     """
+    rows = _study_rows(records)
+    beyond = _beyond(records, extra)
+    total = wall_seconds if wall_seconds is not None else sum(s for _, s in steps)
+    return FrontView(
+        quick=quick,
+        original=ORIGINAL,
+        rows=tuple(rows),
+        checks=_data_checks(records),
+        transfer=_transfer_table(records, transfer_order),
+        beyond=tuple(beyond),
+        studies=tuple(studies),
+        wall_time=_duration(total) if steps else None,
+        steps=tuple((name, _duration(seconds)) for name, seconds in steps),
+    )
+
+
+def _study_rows(records: Mapping[str, tuple[int, RunRecord]]) -> list[StudyRow]:
+    """The study's table: its figure beside cnnlab's, where the run is there."""
     rows = []
     for row in STUDY_TABLE:
         entry = records.get(row.run)
@@ -125,6 +143,11 @@ def front_view(
                 accuracy > row.study,
             )
         )
+    return rows
+
+
+def _beyond(records: Mapping[str, tuple[int, RunRecord]], extra: Sequence[str]) -> list[Beyond]:
+    """One line per run beyond the study's table: its accuracy (multi-head: per head)."""
     beyond = []
     for name in extra:
         if name not in records:
@@ -136,18 +159,7 @@ def front_view(
             heads = ", ".join(f"{h} {v['accuracy']:.4f}" for h, v in record.heads.items())
             text = f"joint accuracy {joint:.4f} ({heads})"
         beyond.append(Beyond(name, index, text))
-    total = wall_seconds if wall_seconds is not None else sum(s for _, s in steps)
-    return FrontView(
-        quick=quick,
-        original=ORIGINAL,
-        rows=tuple(rows),
-        checks=_data_checks(records),
-        transfer=_transfer_table(records, transfer_order),
-        beyond=tuple(beyond),
-        studies=tuple(studies),
-        wall_time=_duration(total) if steps else None,
-        steps=tuple((name, _duration(seconds)) for name, seconds in steps),
-    )
+    return beyond
 
 
 def _data_checks(records: Mapping[str, tuple[int, RunRecord]]) -> tuple[tuple[str, str], ...]:

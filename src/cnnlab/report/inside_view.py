@@ -369,6 +369,22 @@ def _scores(scores: Mapping[str, Any], label: str) -> Scores:
         cells.append("–" if verdict is None else "passes" if verdict else "fails")
         body.append(cells)
     first = len(headers) - len(metrics) - 1
+    note = _score_note(scores, masks, faithful, heads)
+    board = None
+    if faithful:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = plot_scoreboard(by_head(rows), METHOD_NAMES, Path(tmp) / "board.png", masks)
+            board = figure(path, f"Explanation methods of {label}: localisation and faithfulness")
+    return Scores(
+        " ".join(score_reading(scores)),
+        table(headers, body, numeric=range(first, len(headers) - 1), cls="scores"),
+        note,
+        board,
+    )
+
+
+def _score_note(scores: Mapping[str, Any], masks: bool, faithful: bool, heads: bool) -> str:
+    """What the scoreboard's columns measure, for the scores it has."""
     note = (
         "Rank correlation with random weights: how alike the maps of the trained model and of "
         f"a re-initialised copy are (lower is better; below {SANITY_LIMIT} passes; on the first "
@@ -392,14 +408,4 @@ def _scores(scores: Mapping[str, Any], label: str) -> Scores:
         f" Bold: the best of {'each head' if heads else 'each column'}; random (reference): "
         "maps of uniform noise, the chance level of every score."
     )
-    board = None
-    if faithful:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = plot_scoreboard(by_head(rows), METHOD_NAMES, Path(tmp) / "board.png", masks)
-            board = figure(path, f"Explanation methods of {label}: localisation and faithfulness")
-    return Scores(
-        " ".join(score_reading(scores)),
-        table(headers, body, numeric=range(first, len(headers) - 1), cls="scores"),
-        note,
-        board,
-    )
+    return note

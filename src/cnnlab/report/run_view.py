@@ -7,7 +7,7 @@ a :class:`RunView` of plain values, :class:`Table` and :class:`Figure`, which
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,28 +345,7 @@ def heads_view(record: RunRecord, fig_dir: Path, stem: str, svg: bool = False) -
             fraction(m.get("accuracy")),
         ]
     )
-    levels = []
-    for name, head in heads.items():
-        per = head.get("per_class", {})
-        names = [str(v) for v in head.get("levels", [])]
-        missing = [None] * len(names)
-        level_rows = [
-            (
-                level,
-                *(fraction(per.get(key, missing)[i]) for key in ("precision", "recall", "f1")),
-                integer(per.get("support", missing)[i]),
-            )
-            for i, level in enumerate(names)
-        ]
-        levels.append(
-            HeadLevels(
-                name=name,
-                accuracy=fraction(head.get("accuracy")),
-                table=table(
-                    (name, "precision", "recall", "F1", "support"), level_rows, (1, 2, 3, 4)
-                ),
-            )
-        )
+    levels = [_head_levels(name, head) for name, head in heads.items()]
     confusion = figures.plot_head_confusions(heads, fig_dir / f"{stem}-head-confusion.png")
     curves = None
     names = record.head_history()
@@ -382,6 +361,26 @@ def heads_view(record: RunRecord, fig_dir: Path, stem: str, svg: bool = False) -
         levels=levels,
         confusion=figure(confusion, f"Per-head confusion matrices of {record.label}"),
         curves=curves,
+    )
+
+
+def _head_levels(name: str, head: Mapping[str, Any]) -> HeadLevels:
+    """One head's accuracy and its per-level precision, recall, F1 and support."""
+    per = head.get("per_class", {})
+    names = [str(v) for v in head.get("levels", [])]
+    missing = [None] * len(names)
+    level_rows = [
+        (
+            level,
+            *(fraction(per.get(key, missing)[i]) for key in ("precision", "recall", "f1")),
+            integer(per.get("support", missing)[i]),
+        )
+        for i, level in enumerate(names)
+    ]
+    return HeadLevels(
+        name=name,
+        accuracy=fraction(head.get("accuracy")),
+        table=table((name, "precision", "recall", "F1", "support"), level_rows, (1, 2, 3, 4)),
     )
 
 

@@ -481,6 +481,7 @@ def _validate_model(config: RunConfig, origin: str, import_models: bool) -> None
         )
 
 
+# long: one check per train.* key, in TrainConfig's order, each naming its key
 def _validate_train(config: RunConfig, origin: str, shift_max: int) -> None:
     t = config.train
     counts = {

@@ -132,24 +132,7 @@ class Engine:
         self.train_targets = {
             k: v.to(device) for k, v in self.objective.targets(dataset.train).items()
         }
-        self.evaluated = {  # the splits measured after every epoch: validation (if any), test
-            name: (
-                split.images.to(device),
-                {k: v.to(device) for k, v in self.objective.targets(split).items()},
-            )
-            for name, split in (("val", dataset.val), ("test", dataset.test))
-            if split is not None
-        }
-        if self.t.keep == "best" and "val" not in self.evaluated:
-            raise CnnlabError(
-                "train.keep best: the best epoch is chosen on the validation split, and this "
-                "data has none; set data.val_fraction (e.g. 0.1)"
-            )
-        if self.t.patience and "val" not in self.evaluated:
-            raise CnnlabError(
-                f"train.patience {self.t.patience}: early stopping watches the validation "
-                "split, and this data has none; set data.val_fraction (e.g. 0.1)"
-            )
+        self.evaluated = self._evaluated_splits()
         self.augmenter = Augmenter(expand(self.t.augment), dataset, device)
         self.views, notes = resolve_tta(self.t.tta, dataset)
         for note in self.augmenter.notes + notes:
@@ -165,8 +148,35 @@ class Engine:
         )
         self.scheduler = build_scheduler(self.optimizer, self.t, self.steps_per_epoch)
         self.stop_reason: str | None = None
+        self.columns = self._columns()
+
+    def _evaluated_splits(self) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """The splits measured after every epoch (validation if any, test) on the device;
+        refused where ``train.keep: best`` or early stopping needs a validation split."""
+        evaluated = {
+            name: (
+                split.images.to(self.device),
+                {k: v.to(self.device) for k, v in self.objective.targets(split).items()},
+            )
+            for name, split in (("val", self.dataset.val), ("test", self.dataset.test))
+            if split is not None
+        }
+        if self.t.keep == "best" and "val" not in evaluated:
+            raise CnnlabError(
+                "train.keep best: the best epoch is chosen on the validation split, and this "
+                "data has none; set data.val_fraction (e.g. 0.1)"
+            )
+        if self.t.patience and "val" not in evaluated:
+            raise CnnlabError(
+                f"train.patience {self.t.patience}: early stopping watches the validation "
+                "split, and this data has none; set data.val_fraction (e.g. 0.1)"
+            )
+        return evaluated
+
+    def _columns(self) -> tuple[str, ...]:
+        """The history's columns: per split loss and accuracy, rate, seconds, the extras."""
         parts = ("train", *self.evaluated)
-        self.columns = (
+        return (
             "epoch",
             *(f"{part}_{name}" for part in parts for name in ("loss", "acc")),
             "lr",

@@ -182,6 +182,36 @@ def train(
     checkpoint starts again from the beginning. One training at a time holds a run folder
     (:meth:`~cnnlab.runfolder.RunFolder.lock`).
     """
+    config, run_dir, state = _settle(config, out, overrides, resume, model)
+    if device is not None:
+        config = config_from_dict({**config.to_dict(), "device": device}, "--device")
+
+    torch_device = resolve_device(config.device)
+    dist = init_distributed(torch_device)
+    if torch_device.type == "cuda" and dist.enabled:
+        torch_device = torch.device("cuda", dist.local_rank)
+    progress = Progress(enabled=not quiet and dist.is_main)
+    # a resumed run is held from the start; a new one from when its folder is made, whole
+    lock = RunFolder(run_dir).lock() if resume and dist.is_main else contextlib.nullcontext()
+    try:
+        with lock, contextlib.ExitStack() as held:  # held: a new run's folder, once made
+            return _train_in_folder(
+                config, run_dir, state, torch_device, dist, progress, model, resume, held,
+                callbacks,
+            )  # fmt: skip
+    finally:
+        shutdown_distributed()
+
+
+def _settle(
+    config: RunConfig | str | Path,
+    out: str | Path | None,
+    overrides: tuple[str, ...],
+    resume: str | Path | None,
+    model: nn.Module | None,
+) -> tuple[RunConfig, Path, dict[str, Any] | None]:
+    """:func:`train`'s arguments checked and settled: the config, the run folder and the
+    checkpoint state to continue from (None: a new run)."""
     if model is not None and not isinstance(model, nn.Module):
         raise CnnlabError(f"model= must be a torch.nn.Module, got {type(model).__name__}")
     if model is not None and resume is not None:
@@ -203,24 +233,7 @@ def train(
         if config.model.init_from is not None:
             finetune.check_source(config.model.init_from)
         state = None
-    if device is not None:
-        config = config_from_dict({**config.to_dict(), "device": device}, "--device")
-
-    torch_device = resolve_device(config.device)
-    dist = init_distributed(torch_device)
-    if torch_device.type == "cuda" and dist.enabled:
-        torch_device = torch.device("cuda", dist.local_rank)
-    progress = Progress(enabled=not quiet and dist.is_main)
-    # a resumed run is held from the start; a new one from when its folder is made, whole
-    lock = RunFolder(run_dir).lock() if resume and dist.is_main else contextlib.nullcontext()
-    try:
-        with lock, contextlib.ExitStack() as held:  # held: a new run's folder, once made
-            return _train_in_folder(
-                config, run_dir, state, torch_device, dist, progress, model, resume, held,
-                callbacks,
-            )  # fmt: skip
-    finally:
-        shutdown_distributed()
+    return config, run_dir, state
 
 
 def _resume_state(folder: RunFolder) -> dict[str, Any] | None:
