@@ -145,7 +145,47 @@ def load_study(
     resolved = str(source) if path is None else str(path.resolve())  # as plan.json records it
     raw = load_yaml_mapping(text, origin, "study keys")
     check_known(raw, (*STUDY_KEYS, *VARIANT_KEYS), origin, "")
-    name = raw.get("name", Path(str(source)).stem)
+    name, description, base = _heading(raw, Path(str(source)).stem, origin)
+    overrides, run_seeds = _settings(raw, origin, quick, seeds, extra)
+    target = _target(raw.get("target"), origin)
+    variants = _variants(raw, origin)
+    if len(variants) * len(run_seeds) > MAX_RUNS:
+        raise CnnlabError(
+            f"{origin}: {len(variants):,} variants x {len(run_seeds):,} seeds make more than "
+            f"{MAX_RUNS:,} runs; expected at most {MAX_RUNS:,}"
+        )
+    baseline = _baseline(raw.get("baseline"), variants, origin)
+    base_path = _base_source(base, where)
+    base_config = load_config(base_path)
+    runs = [
+        PlannedRun(v.name, seed, _run_config(base_config, overrides, v, seed, name, origin))
+        for v in variants
+        for seed in run_seeds
+    ]
+    runs.sort(key=lambda r: run_seeds.index(r.seed))  # seed-major: whole pairs finish first
+    return Study(
+        name=name,
+        description=description.strip(),
+        origin=origin,
+        source=resolved,
+        base=str(base_path),
+        overrides=overrides,
+        seeds=run_seeds,
+        target=target,
+        baseline=baseline,
+        variants=tuple(variants),
+        quick=quick,
+        runs=tuple(runs),
+        extra=tuple(extra),
+    )
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+
+def _heading(raw: dict[str, Any], stem: str, origin: str) -> tuple[str, str, str]:
+    """The study's name (default: ``stem``), description and base, checked."""
+    name = raw.get("name", stem)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise CnnlabError(
             f"{origin}: name must be letters, digits, '.', '_' or '-', got {short_repr(name)}"
@@ -156,6 +196,18 @@ def load_study(
     base = raw.get("base")
     if not isinstance(base, str) or not base:
         raise CnnlabError(f"{origin}: base is required: a run preset name or a YAML file")
+    return name, description, base
+
+
+def _settings(
+    raw: dict[str, Any],
+    origin: str,
+    quick: bool,
+    seeds: tuple[int, ...] | None,
+    extra: tuple[str, ...],
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """The overrides of every run and the seeds: the study's, then ``quick``'s (with
+    ``quick``), then ``extra`` and ``seeds`` (the command line's)."""
     overrides = _overrides(raw.get("set"), origin, "set")
     run_seeds = _seeds(raw.get("seeds", [0]), origin, "seeds")
     quick_raw = raw.get("quick") or {}
@@ -170,54 +222,30 @@ def load_study(
     overrides = merge_overrides(overrides, _overrides(parse_set(extra, origin), origin, "--set"))
     if seeds is not None:
         run_seeds = _seeds(list(seeds), origin, "--seeds")
-    target = raw.get("target")
+    return overrides, run_seeds
+
+
+def _target(target: Any, origin: str) -> float | None:
     if target is not None and (
         isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
     ):
         raise CnnlabError(
             f"{origin}: target must be an accuracy in (0, 1], got {short_repr(target)}"
         )
-    variants = _variants(raw, origin)
-    if len(variants) * len(run_seeds) > MAX_RUNS:
-        raise CnnlabError(
-            f"{origin}: {len(variants):,} variants x {len(run_seeds):,} seeds make more than "
-            f"{MAX_RUNS:,} runs; expected at most {MAX_RUNS:,}"
-        )
-    baseline = raw.get("baseline")
+    return None if target is None else float(target)
+
+
+def _baseline(baseline: Any, variants: list[Variant], origin: str) -> str:
+    """The variant the others are compared with (default: ``base``, else the first)."""
     names = [v.name for v in variants]
     if baseline is None:
-        baseline = "base" if "base" in names else names[0]
-    elif baseline not in names:
+        return "base" if "base" in names else names[0]
+    if baseline not in names:
         raise CnnlabError(
             f"{origin}: baseline {short_repr(baseline)} is not a variant; "
             f"variants: {', '.join(names)}"
         )
-    base_path = _base_source(base, where)
-    base_config = load_config(base_path)
-    runs = []
-    for variant in variants:
-        for seed in run_seeds:
-            config = _run_config(base_config, overrides, variant, seed, name, origin)
-            runs.append(PlannedRun(variant.name, seed, config))
-    runs.sort(key=lambda r: run_seeds.index(r.seed))  # seed-major: whole pairs finish first
-    return Study(
-        name=name,
-        description=description.strip(),
-        origin=origin,
-        source=resolved,
-        base=str(base_path),
-        overrides=overrides,
-        seeds=run_seeds,
-        target=None if target is None else float(target),
-        baseline=baseline,
-        variants=tuple(variants),
-        quick=quick,
-        runs=tuple(runs),
-        extra=tuple(extra),
-    )
-
-
-# -- pieces -------------------------------------------------------------------------------------
+    return baseline
 
 
 def _overrides(value: Any, origin: str, where: str) -> dict[str, Any]:
