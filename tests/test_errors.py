@@ -166,7 +166,7 @@ def test_an_mnist_run_names_its_errors_by_index(mnist_dir: Path, tmp_path: Path)
     metrics = evaluate_run(out)
     files = RunFolder(out).errors()
     record = json.loads(files.summary.read_text())
-    assert record["errors"] == round((1 - metrics["accuracy"]) * 300) > 0
+    assert record["errors"] == round((1 - metrics.accuracy) * 300) > 0
     assert record["sources"].startswith("split indices")
     assert all(row["source"] == f"#{row['index']}" for row in record["top_losses"])
     assert files.top_losses().is_file() and files.confused_pairs().is_file()

@@ -112,7 +112,7 @@ def test_evaluate_run_writes_consistent_metrics(tmp_path: Path, capsys) -> None:
     assert m["loss"] == pytest.approx(run.history[-1]["test_loss"], rel=1e-4)
     assert len(m["class_names"]) == 96 and "factor_analysis" in m
     again = evaluate_run(tmp_path / "run", write=False)
-    assert again["confusion"] == m["confusion"]
+    assert again.confusion == m["confusion"]
 
 
 def test_evaluate_refuses_what_is_not_a_run(tmp_path: Path, capsys) -> None:

@@ -58,14 +58,15 @@ def test_transfer_metrics_come_from_the_other_images(base: Path) -> None:
     metrics = evaluate_run(base / "p1", dataset=base / "other")
     metrics_path, predictions_path = result_files(base / "p1", "test", "other")
     assert metrics_path.name == "metrics-transfer-other.json"
-    assert json.loads(metrics_path.read_text()) == json.loads(json.dumps(metrics))
+    assert json.loads(metrics_path.read_text()) == metrics.to_dict()
     assert not (base / "p1" / "metrics-test.json").exists()
     other = load_dataset(base / "other")
     stored = np.load(predictions_path)
-    assert metrics["n"] == len(other.test) == 154 != 96
+    assert metrics.n == len(other.test) == 154 != 96
     assert np.array_equal(stored["label"], other.test.labels.numpy())
-    assert metrics["accuracy"] == pytest.approx((stored["label"] == stored["predicted"]).mean())
-    transfer = metrics["transfer"]
+    assert metrics.accuracy == pytest.approx((stored["label"] == stored["predicted"]).mean())
+    transfer = metrics.transfer
+    assert transfer is not None
     assert transfer["name"] == "other" and transfer["split"] == "test"
     assert transfer["source"] == str(base / "other")
     assert transfer["provenance"]["seed"] == 3 and transfer["provenance"]["noise"] == 20
@@ -94,12 +95,12 @@ def test_transfer_uses_the_runs_normalisation(base: Path) -> None:
 def test_copies_of_training_images_are_counted(base: Path) -> None:
     metrics = evaluate_run(base / "p1", split="train", dataset=base / "same" / "lines.npz")
     assert result_files(base / "p1", "train", "same")[0].is_file()
-    assert metrics["transfer"]["name"] == "same"
+    assert metrics.transfer is not None and metrics.transfer["name"] == "same"
     images = load_dataset(base / "same").train.images
     train_images = prepare_dataset(load_run(base / "p1").config).train.images
     copies = sum(bool((train_images == image).flatten(1).all(1).any()) for image in images)
     assert copies >= 128  # the run's 128 training images are among them
-    assert metrics["transfer"]["training_copies"]["copies"] == copies
+    assert metrics.transfer["training_copies"]["copies"] == copies
     assert "copies of training images" in summary_lines(metrics)[1]
 
 
@@ -127,10 +128,12 @@ def test_multihead_run_transfers(base: Path) -> None:
     truth = cnnlab.LinesConfig().factor_indices(stored["label"])
     right = {h: stored[f"predicted_{h}"] == truth[h] for h in HEADS}
     for head, ok in right.items():
-        assert metrics["heads"][head]["accuracy"] == pytest.approx(ok.mean())
+        assert metrics.heads is not None
+        assert metrics.heads[head]["accuracy"] == pytest.approx(ok.mean())
     joint = np.logical_and.reduce(list(right.values())).mean()
-    assert metrics["joint_accuracy"] == pytest.approx(joint)
-    assert metrics["n"] == 154 and metrics["transfer"]["name"] == "other"
+    assert metrics.joint_accuracy == pytest.approx(joint)
+    assert metrics.n == 154 and metrics.transfer is not None
+    assert metrics.transfer["name"] == "other"
 
 
 def _with_data_check(run: Path, out: Path, check: dict | None) -> Path:
@@ -176,7 +179,7 @@ def test_report_shows_transfers_and_the_data_check(base: Path, tmp_path: Path) -
     assert all("<h4>Tested on other data</h4>" in s for s in sections)
     assert "<th>own test split</th>" in sections[0] and "<th>other</th>" in sections[0]
     assert "joint accuracy" in sections[1] and "angle accuracy" in sections[1]
-    assert f"<td class=num>{mh_other['joint_accuracy']:.4f}</td>" in sections[1]
+    assert f"<td class=num>{mh_other.joint_accuracy:.4f}</td>" in sections[1]
     assert "test split: 96 images, none equal to a training image" in sections[0]
     note = (
         "24 of 96 test images (25.0%) are copies of training images: this accuracy measures "

@@ -43,7 +43,7 @@ def test_a_killed_worker_process_has_its_run_resumed(tmp_path: Path, mnist_dir: 
     assert f"a worker process died; {killer.killed} starts again (resumes)" in said
     workers = {line.rsplit(", ", 1)[1].rstrip(")") for line in said if "] trained " in line}
     assert len(workers) >= 2, said  # two worker processes at least
-    assert summary["runs_done"] == 4
+    assert summary.runs_done == 4
     check_each_run_trained_once(out / "runs", RUNS)
     alone = train_alone(out / "runs" / killer.killed, tmp_path / "alone")
     assert history_without_times(out / "runs" / killer.killed) == history_without_times(alone)
@@ -76,7 +76,7 @@ def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path: Path, mnist_d
     assert list(statuses.values()).count("finished") < 4, statuses  # it stopped
     assert "running" not in statuses.values(), statuses  # nobody left behind
     summary = run_study(path, out=out, jobs=2, threads=1, quiet=True)
-    assert summary["runs_done"] == 4
+    assert summary.runs_done == 4
     check_each_run_trained_once(out / "runs", RUNS, epochs)
 
 

@@ -57,16 +57,16 @@ def test_head_metrics_agree_with_stored_predictions(run_dir: Path) -> None:
     truth = config.factor_indices(stored["label"])
     right = {h: stored[f"predicted_{h}"] == truth[h] for h in ("length", "width", "color", "angle")}
     for head, ok in right.items():
-        assert metrics["heads"][head]["accuracy"] == pytest.approx(ok.mean())
-        assert metrics["factor_analysis"]["factors"][head]["accuracy"] == pytest.approx(ok.mean())
+        assert metrics.heads[head]["accuracy"] == pytest.approx(ok.mean())
+        assert metrics.factor_analysis["factors"][head]["accuracy"] == pytest.approx(ok.mean())
     joint = np.logical_and.reduce(list(right.values())).mean()
-    assert metrics["joint_accuracy"] == pytest.approx(joint)
-    assert metrics["accuracy"] == pytest.approx(joint)  # the decoded 96-way class
+    assert metrics.joint_accuracy == pytest.approx(joint)
+    assert metrics.accuracy == pytest.approx(joint)  # the decoded 96-way class
     decoded = compose_factors({h: stored[f"predicted_{h}"] for h in truth}, config.levels)
     assert np.array_equal(decoded, stored["predicted"])
     history = read_history(run_dir / "history.csv")[-1]
-    assert metrics["joint_accuracy"] == pytest.approx(history["test_acc"], abs=1e-6)
-    assert metrics["heads"]["angle"]["loss"] == pytest.approx(history["test_angle_loss"], rel=1e-4)
+    assert metrics.joint_accuracy == pytest.approx(history["test_acc"], abs=1e-6)
+    assert metrics.heads["angle"]["loss"] == pytest.approx(history["test_angle_loss"], rel=1e-4)
 
 
 def test_compose_inverts_decode() -> None:

@@ -58,7 +58,7 @@ def test_a_study_spreads_over_two_nodes_and_survives_a_killed_worker(
     assert killer.killed is not None, "the watcher never caught a run training"
     nodes = {line.rsplit("Ray node ", 1)[1].rstrip(")") for line in said if "] trained " in line}
     assert len(nodes) == 2, said  # both nodes trained runs
-    assert summary["runs_done"] == 4
+    assert summary.runs_done == 4
     check_each_run_trained_once(out / "runs", RUNS)
     alone = train_alone(out / "runs" / killer.killed, tmp_path / "alone")
     assert history_without_times(out / "runs" / killer.killed) == history_without_times(alone)
@@ -86,5 +86,5 @@ def test_ctrl_c_stops_the_ray_study_and_it_resumes(
     assert list(statuses.values()).count("finished") < 4, statuses  # it stopped
     assert "running" not in statuses.values(), statuses
     summary = run_study(path, out=out, executor="ray", address=cluster, quiet=True)
-    assert summary["runs_done"] == 4
+    assert summary.runs_done == 4
     check_each_run_trained_once(out / "runs", RUNS, epochs)

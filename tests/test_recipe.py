@@ -122,7 +122,7 @@ def test_weight_ema_is_what_is_evaluated_chosen_and_kept(tmp_path: Path) -> None
     assert all(torch.equal(saved[k], average[k]) for k in saved)
     assert not all(torch.equal(saved[k], best["model"][k]) for k in saved)  # not the trained
     kept = next(r for r in run.history if r["epoch"] == best["epoch"])
-    assert evaluate_run(out)["accuracy"] == pytest.approx(kept["test_acc"], abs=1e-5)
+    assert evaluate_run(out).accuracy == pytest.approx(kept["test_acc"], abs=1e-5)
 
 
 def test_a_missing_data_path_is_named_as_data_or_config(tmp_path: Path, capsys) -> None:

@@ -72,7 +72,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     train("part2-lines", out=first, overrides=overrides, quiet=True)
     metrics = evaluate_run(first)
     # the classes renamed, as if the dataset had named them so
-    names = dict(zip(metrics["class_names"], CLASSES, strict=True))
+    names = dict(zip(metrics.class_names, CLASSES, strict=True))
     for file in ("run.json", "metrics-test.json"):
         path = first / file
         path.write_text(json.dumps(_rename_classes(json.loads(path.read_text()), names)))

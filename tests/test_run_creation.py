@@ -146,7 +146,7 @@ def test_a_study_resumes_over_a_lock_only_run_folder(tmp_path: Path, mnist_dir: 
     (stale / LOCK).write_text("cnnlab (pid 1 on elsewhere, since then)")
     assert [(r.name, r.state) for r in job_status(out).runs] == [("base-seed0", "waiting")]
     summary = run_study(path, out=out, jobs=1, quiet=True)
-    assert summary["runs_done"] == 1
+    assert summary.runs_done == 1
     assert RunFolder(stale).state() == "done"
     assert json.loads(RunFolder(stale).info.read_text())["status"] == "finished"
 

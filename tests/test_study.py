@@ -170,8 +170,8 @@ def test_tiny_study_resumes_after_a_kill_and_reports(
     # results, summary and report
     results = (out / "results.csv").read_text().splitlines()
     assert len(results) == 5 and all(",done," in line for line in results[1:])
-    assert [v["variant"] for v in summary["variants"]] == ["base", "kernel-5"]
-    kernel = summary["variants"][1]
+    assert summary.names == ["base", "kernel-5"]
+    kernel = summary.variant("kernel-5")
     assert kernel["verdict"] in ("better", "worse", "within noise")
     assert kernel["accuracy_diff"]["n"] == 2 and kernel["seeds_done"] == 2
     accuracies = {
@@ -181,7 +181,7 @@ def test_tiny_study_resumes_after_a_kill_and_reports(
     }
     assert kernel["accuracy_diff"]["mean"] == pytest.approx(
         sum(kernel["per_seed"][str(s)]["test_accuracy"] for s in (0, 1)) / 2
-        - sum(summary["variants"][0]["per_seed"][str(s)]["test_accuracy"] for s in (0, 1)) / 2
+        - sum(summary.variant("base")["per_seed"][str(s)]["test_accuracy"] for s in (0, 1)) / 2
     )
     assert accuracies
     assert kernel["parameters"] == sum(
@@ -212,7 +212,7 @@ def test_two_worker_processes_train_each_run_once(tmp_path: Path, mnist_dir: Pat
     path = write_study(tmp_path, tiny_study(mnist_dir))
     out = tmp_path / "out"
     summary = run_study(path, out=out, jobs=2, threads=1, quiet=True)
-    assert summary["runs_done"] == 4
+    assert summary.runs_done == 4
     for run in ("base-seed0", "base-seed1", "kernel-5-seed0", "kernel-5-seed1"):
         history = (out / "runs" / run / "history.csv").read_text().splitlines()
         assert [line.split(",")[0] for line in history[1:]] == ["1", "2"], run
@@ -244,7 +244,7 @@ def test_failed_runs_are_retried_and_diverged_runs_kept(
     monkeypatch.setattr(run_module, "train", real_train)
     summary = run_study(path, out=out, quiet=True)  # the failed run again; the diverged one not
     assert not (out / "failures" / "base-seed0.json").exists()
-    huge = summary["variants"][1]
+    huge = summary.variant("huge-lr")
     assert huge["diverged"] == 1 and huge["seeds_done"] == 0 and huge["verdict"] == "n/a"
     assert "huge-lr-seed0,huge-lr,0,diverged" in (out / "results.csv").read_text()
 

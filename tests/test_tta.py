@@ -105,8 +105,8 @@ def test_a_run_with_flip_views_evaluates_chooses_and_predicts_with_them(
     plain = float(torch.nn.functional.cross_entropy(alone, labels, label_smoothing=0.1))
     assert abs(loss - plain) > 1e-3  # the views make a difference to tell
     metrics = evaluate_run(out)
-    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)
-    assert metrics["loss"] == pytest.approx(loss, abs=1e-4)
+    assert metrics.accuracy == pytest.approx(accuracy, abs=1e-6)
+    assert metrics.loss == pytest.approx(loss, abs=1e-4)
     info = json.loads(RunFolder(out).info.read_text())
     assert info["final"]["test_acc"] == pytest.approx(accuracy, abs=1e-5)
     kept = max(run.history, key=lambda r: (r["val_acc"], r["epoch"]))

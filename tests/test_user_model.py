@@ -117,10 +117,10 @@ def test_a_model_by_import_path_runs_through_every_verb(models_dir: Path, tmp_pa
         torch.testing.assert_close(loaded.model.state_dict()[key], value.cpu())
 
     metrics = evaluate_run(run_dir)
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert 0.0 <= metrics.accuracy <= 1.0
 
     summary = visualize_run(run_dir, tmp_path / "pictures", filters=False)
-    assert summary["layers"] == ["conv", "pool"]  # found by type in a model of any layout
+    assert summary.layers == ("conv", "pool")  # found by type in a model of any layout
     assert (tmp_path / "pictures" / "activations_conv.png").is_file()
 
     images = np.zeros((3, 3, *loaded.preprocess.image_size), dtype=np.uint8)

@@ -48,7 +48,7 @@ def test_a_user_model_trains_in_a_study_with_two_workers(
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     summary = run_study(path, out=tmp_path / "out", quiet=True, jobs=2)
-    assert summary is not None and summary["runs_done"] == 2
+    assert summary.runs_done == 2
     for variant, width in (("base", 4), ("wide", 8)):
         run = tmp_path / "out" / "runs" / f"{variant}-seed0"
         config = yaml.safe_load((run / "config.yaml").read_text())

@@ -73,7 +73,7 @@ def test_the_validation_split_can_be_evaluated(tmp_path: Path) -> None:
 
     run = train("part1-lines", out=tmp_path / "v", overrides=(*TINY, "train.epochs=1"), quiet=True)
     metrics = evaluate_run(tmp_path / "v", split="val")
-    assert metrics["n"] == 216 and metrics["accuracy"] == pytest.approx(run.history[-1]["val_acc"])
+    assert metrics.n == 216 and metrics.accuracy == pytest.approx(run.history[-1]["val_acc"])
     assert RunFolder(tmp_path / "v").metrics("val").is_file()
     train("part1-lines", out=tmp_path / "nv", overrides=(*TINY[:-1], "train.epochs=1"), quiet=True)
     with pytest.raises(CnnlabError, match="no validation split"):

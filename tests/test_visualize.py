@@ -391,7 +391,8 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
     with np.load(out / "heatmaps.npz") as arrays:
         assert arrays["gradcam_conv1_raw"].shape == (8, 22, 22)
         assert arrays["gradcam_pool1_map"].shape == (8, 28, 28)
-    assert summary["activations"]["pool1"]["shape"] == [8, 32, 11, 11]
+    assert summary.activations["pool1"]["shape"] == [8, 32, 11, 11]
+    assert summary.to_dict() == json.loads((out / "summary.json").read_text())
     scores = json.loads((out / "scores.json").read_text())
     assert scores["images"] == 24 and scores["masks"] is True
     # the random reference; three layer methods (Grad-CAM, Grad-CAM++, Guided Grad-CAM) x two
@@ -413,7 +414,7 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
     assert "pointing_1px" in header and "deletion" in header and "insertion" in header
     # Same call, same default sample; given images and one head of a multi-head model.
     again = visualize_run(runs["p1"], tmp_path / "again", filters=False)
-    assert again["heatmaps"]["output"]["targets"] == summary["heatmaps"]["output"]["targets"]
+    assert again.heatmaps["output"]["targets"] == summary.heatmaps["output"]["targets"]
     mh = visualize_run(
         runs["mh"],
         tmp_path / "mh",
@@ -423,7 +424,7 @@ def test_visualize_run_writes_pictures_arrays_and_scores(
         target_class=4,
         filters=False,
     )
-    assert mh["heatmaps"]["angle"]["targets"] == [4, 4, 4]
+    assert mh.heads == ("angle",) and mh.heatmaps["angle"]["targets"] == [4, 4, 4]
     assert (tmp_path / "mh" / "gradcam_angle.png").is_file()
     with pytest.raises(CnnlabError, match="uint8"):
         visualize_run(runs["p1"], tmp_path / "bad", images=torch.zeros(2, 1, 28, 28))
@@ -444,8 +445,9 @@ def test_methods_choose_the_pictures_arrays_and_rows(runs: dict[str, Path], tmp_
     with np.load(out / "heatmaps.npz") as arrays:
         assert {"gradcam_pp_pool1_map", "occlusion_map"} <= set(arrays.files)
         assert not any(key.startswith(("gradcam_pool1", "saliency")) for key in arrays.files)
-    assert summary["heatmaps"]["output"]["methods"] == ["gradcam_pp", "occlusion"]
-    rows = [(r["method"], r["layer"]) for r in summary["scores"]["rows"]]
+    assert summary.heatmaps["output"]["methods"] == ["gradcam_pp", "occlusion"]
+    assert summary.scores is not None
+    rows = [(r["method"], r["layer"]) for r in summary.scores["rows"]]
     assert rows == [("random", None), ("gradcam_pp", "pool1"), ("occlusion", None)]
 
 

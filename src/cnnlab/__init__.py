@@ -4,7 +4,9 @@ The Python API mirrors the CLI, one function per verb: ``generate_lines`` / ``li
 ``load_dataset`` (``cnnlab data``), ``check_dataset`` (``cnnlab data check``), ``train``
 (``cnnlab train``), ``evaluate_run`` (``cnnlab evaluate``), ``load_run`` and ``predict``
 (``cnnlab predict``), ``report_runs`` (``cnnlab report``), ``run_study`` (``cnnlab study``),
-``reproduce`` (``cnnlab reproduce``) and ``trusting_code`` (``--trust-code``).
+``reproduce`` (``cnnlab reproduce``) and ``trusting_code`` (``--trust-code``). ``evaluate_run``
+and ``run_study`` return an ``Evaluation`` and a ``StudySummary``: typed, ``to_dict()`` the
+record they wrote.
 
 Each name is imported when first used (PEP 562), so ``import cnnlab`` and the ``cnnlab``
 command start without loading torch until a verb needs it.
@@ -22,6 +24,8 @@ from cnnlab.version import __version__
 
 _WHERE = {
     "Callback": "cnnlab.training.engine",
+    "Evaluation": "cnnlab.evaluate",
+    "StudySummary": "cnnlab.study",
     "ImageDataset": "cnnlab.data",
     "LinesConfig": "cnnlab.data",
     "check_dataset": "cnnlab.data",
@@ -50,13 +54,13 @@ if TYPE_CHECKING:
         load_dataset,
         load_mnist,
     )
-    from cnnlab.evaluate import evaluate_run
+    from cnnlab.evaluate import Evaluation, evaluate_run
     from cnnlab.models import model_factory
     from cnnlab.pipeline import report_runs
     from cnnlab.predict import predict
     from cnnlab.reproduce import reproduce
     from cnnlab.runfolder.trust import trusting_code
-    from cnnlab.study import run_study
+    from cnnlab.study import StudySummary, run_study
     from cnnlab.training import load_run, train
     from cnnlab.training.engine import Callback
 
@@ -90,8 +94,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "Callback",
     "CnnlabError",
+    "Evaluation",
     "ImageDataset",
     "LinesConfig",
+    "StudySummary",
     "__version__",
     "check_dataset",
     "evaluate_run",

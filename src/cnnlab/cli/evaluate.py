@@ -49,9 +49,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         name=args.name,
         device=args.device or "cpu",
     )
-    transfer = metrics.get("transfer")
+    transfer = metrics.transfer
     files = result_files(args.run_dir, args.split, transfer["name"] if transfer else None)
-    options.report(args, metrics, [*summary_lines(metrics), f"  written: {files[0]}"])
+    options.report(args, metrics.to_dict(), [*summary_lines(metrics), f"  written: {files[0]}"])
     return 0
 
 

@@ -79,7 +79,7 @@ def _visualize(args: argparse.Namespace) -> int:
         images, _ = read_images(args.images, load_run(args.run_dir).preprocess)
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     out = args.out or RunFolder(args.run_dir).visualize
-    summary = visualize_run(
+    drawn = visualize_run(
         args.run_dir,
         out,
         images=images,
@@ -90,7 +90,7 @@ def _visualize(args: argparse.Namespace) -> int:
         methods=args.methods,
     )
     lines = [f"pictures and arrays written to {out}"]
-    if args.score and summary.get("scores"):
-        lines.append(format_scores(summary["scores"]["rows"]))
-    options.report(args, summary, lines)
+    if drawn.scores:
+        lines.append(format_scores(drawn.scores["rows"]))
+    options.report(args, drawn.to_dict(), lines)
     return 0

@@ -6,10 +6,13 @@ always with the run's own preprocessing.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +33,64 @@ from cnnlab.training.optim import build_loss
 from cnnlab.training.run import Run, load_run, prepare_dataset
 
 
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """What :func:`evaluate_run` measured: the headline fields of the metrics record, typed.
+
+    ``per_class`` maps class names to precision, recall, F1 and support; ``macro`` and
+    ``weighted`` are those averages; ``confusion`` is the matrix (rows: true class).
+    ``transfer`` (an evaluation on other data: its name, source, split, provenance and
+    training copies), ``joint_accuracy`` and ``heads`` (multi-head models) and
+    ``factor_analysis`` (factorised data) are None where the record has no such key.
+    :meth:`to_dict` is the record as ``metrics-<split>.json`` holds it: the one read by
+    :meth:`from_record`, or (built from fields, ``dataclasses.replace`` too) one made of the
+    fields in their order, which is the file's."""
+
+    run: str
+    split: str
+    dataset: str
+    class_names: tuple[str, ...] = field(repr=False)
+    transfer: dict[str, Any] | None = None
+    loss: float
+    n: int
+    accuracy: float
+    per_class: dict[str, Any] = field(repr=False)
+    macro: dict[str, Any]
+    weighted: dict[str, Any]
+    confusion: list[list[int]] = field(repr=False)
+    joint_accuracy: float | None = None
+    heads: dict[str, Any] | None = field(default=None, repr=False)
+    factor_analysis: dict[str, Any] | None = field(default=None, repr=False)
+    seconds: float
+    images_per_second: float | None
+    _record: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("transfer", "joint_accuracy", "heads", "factor_analysis")
+    """The fields a record holds only where they apply."""
+
+    def __post_init__(self) -> None:
+        """The record of the fields, in their order (:meth:`from_record` keeps the one read)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        values["class_names"] = list(self.class_names)
+        kept = {k: v for k, v in values.items() if v is not None or k not in self.OPTIONAL}
+        object.__setattr__(self, "_record", copy.deepcopy(metrics_record(kept)))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Evaluation:
+        """The evaluation a metrics record (as written, ``format`` included) describes."""
+        names = [f.name for f in fields(cls) if f.init]
+        values = {k: record[k] for k in names if k not in cls.OPTIONAL}
+        values.update({k: record.get(k) for k in cls.OPTIONAL})
+        values["class_names"] = tuple(record["class_names"])
+        evaluation = cls(**values)
+        object.__setattr__(evaluation, "_record", copy.deepcopy(dict(record)))
+        return evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics record, key for key as ``metrics-<split>.json`` holds it (a copy)."""
+        return copy.deepcopy(self._record)
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -38,7 +99,7 @@ def evaluate_run(
     dataset: str | Path | None = None,
     name: str | None = None,
     device: str = "cpu",
-) -> dict[str, Any]:
+) -> Evaluation:
     """Evaluate a finished run on ``split`` of its own data and (by default) write
     ``metrics-<split>.json`` and ``predictions-<split>.npz`` into the run folder.
 
@@ -48,37 +109,15 @@ def evaluate_run(
     With ``dataset`` (a source :func:`~cnnlab.data.registry.load_dataset` accepts, with the
     same class names as the run), evaluate on that dataset's ``split`` instead, under ``name``
     (default: :func:`transfer_name` of the source); see :func:`result_files` for the files.
-    Returns the metrics.
+    Returns the metrics (:meth:`Evaluation.to_dict`: the record written).
     """
-    if split not in SPLITS:
-        raise CnnlabError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if split == "val" and dataset is not None:
-        raise CnnlabError("--split val is the run's own validation split: not with --dataset")
-    if dataset is None and name is not None:
-        raise CnnlabError("--name names an evaluation on other data: give --dataset too")
+    _check_request(split, dataset, name)
     run = load_run(run_dir, device)
     if dataset is None:
-        data = prepare_dataset(run.config)
-        part, transfer = getattr(data, split), None
-        if part is None:
-            raise CnnlabError(
-                f"{run_dir}: the run has no validation split (it trained without data.val_fraction)"
-            )
+        data, part, transfer = _own_split(run, run_dir, split)
     else:
         name = transfer_name(dataset) if name is None else _slug(name)
-        if not name:
-            raise CnnlabError("--name: give a name with at least one letter or digit")
-        data = load_transfer_dataset(run, dataset)
-        part = getattr(data, split)
-        if not len(part):
-            raise CnnlabError(f"dataset {dataset}: its {split} split has no images")
-        transfer = {
-            "name": name,
-            "source": str(dataset),
-            "split": split,
-            "provenance": jsonable(data.provenance),
-            "training_copies": training_copies(run, part.images),
-        }
+        data, part, transfer = _other_split(run, dataset, split, name)
     scores, arrays, outputs = measure(run, data, part, batch_size)
     run.model.cpu()  # the error galleries compute Grad-CAM on CPU images
     metrics = metrics_record(
@@ -98,7 +137,48 @@ def evaluate_run(
         where = f"{transfer['name'] if transfer else data.name} {split}"
         files = RunFolder(run_dir).errors(split, name)
         write_errors(run, data, part, outputs, files, where, pictures=transfer is None)
-    return metrics
+    return Evaluation.from_record(metrics)
+
+
+def _check_request(split: str, dataset: str | Path | None, name: str | None) -> None:
+    """The split and the other data asked for go together."""
+    if split not in SPLITS:
+        raise CnnlabError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "val" and dataset is not None:
+        raise CnnlabError("--split val is the run's own validation split: not with --dataset")
+    if dataset is None and name is not None:
+        raise CnnlabError("--name names an evaluation on other data: give --dataset too")
+
+
+def _own_split(run: Run, run_dir: str | Path, split: str) -> tuple[ImageDataset, Split, None]:
+    """The run's own data and its ``split`` (no transfer)."""
+    data = prepare_dataset(run.config)
+    part = getattr(data, split)
+    if part is None:
+        raise CnnlabError(
+            f"{run_dir}: the run has no validation split (it trained without data.val_fraction)"
+        )
+    return data, part, None
+
+
+def _other_split(
+    run: Run, dataset: str | Path, split: str, name: str
+) -> tuple[ImageDataset, Split, dict[str, Any]]:
+    """Another dataset with the run's classes, its ``split``, and the transfer record."""
+    if not name:
+        raise CnnlabError("--name: give a name with at least one letter or digit")
+    data = load_transfer_dataset(run, dataset)
+    part = getattr(data, split)
+    if not len(part):
+        raise CnnlabError(f"dataset {dataset}: its {split} split has no images")
+    transfer = {
+        "name": name,
+        "source": str(dataset),
+        "split": split,
+        "provenance": jsonable(data.provenance),
+        "training_copies": training_copies(run, part.images),
+    }
+    return data, part, transfer
 
 
 def measure(
@@ -267,8 +347,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
 
 
-def summary_lines(metrics: dict[str, Any]) -> list[str]:
+def summary_lines(metrics: Evaluation | Mapping[str, Any]) -> list[str]:
     """A few lines for the terminal."""
+    if isinstance(metrics, Evaluation):
+        metrics = metrics.to_dict()
     transfer = metrics.get("transfer")
     where = f"{metrics['dataset']} {metrics['split']}"
     if transfer:
@@ -313,6 +395,7 @@ def copies_text(copies: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "Evaluation",
     "copies_text",
     "evaluate_run",
     "load_transfer_dataset",

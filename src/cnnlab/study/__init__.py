@@ -3,15 +3,25 @@
 ``run_study`` / ``cnnlab study`` trains every variant x seed as an ordinary run folder
 (``DIR/runs/<variant>-seed<k>``) through an executor (worker processes here, or a Ray cluster:
 :mod:`cnnlab.execution`), resumes what was interrupted, and writes ``results.csv``,
-``summary.csv``, ``summary.json`` and ``report.html``.
+``summary.csv``, ``summary.json`` and ``report.html``; it returns a ``StudySummary``
+(``summary.json`` as ``to_dict()``).
 """
 
 from typing import Any
 
+from cnnlab.study.results import StudySummary
 from cnnlab.study.runner import run_study
 from cnnlab.study.spec import Study, load_study, study_names
 
-__all__ = ["Study", "load_study", "run_study", "study_names", "study_view", "write_report"]
+__all__ = [
+    "Study",
+    "StudySummary",
+    "load_study",
+    "run_study",
+    "study_names",
+    "study_view",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

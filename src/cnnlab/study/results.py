@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import math
 import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from cnnlab.fileio import atomic_open, write_json
 from cnnlab.runfolder import RunFolder
 from cnnlab.study import stats
 from cnnlab.study.runs import run_dir
-from cnnlab.study.spec import Study
+from cnnlab.study.spec import Study, Variant
 
 RESULTS_FILE = "results.csv"
 SUMMARY_TABLE = "summary.csv"
@@ -97,58 +100,67 @@ def collect(study: Study, out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True, kw_only=True)
+class StudySummary:
+    """What :func:`~cnnlab.study.run_study` found, as ``summary.json`` in the study folder holds
+    it: the ``study`` (its spec), the ``target`` accuracy (None: none), the mean number of
+    ``test_images`` of a run, the runs planned and done, the ``rule`` the verdicts follow, one
+    entry per variant (``variants``, in the study's order: its overrides, parameters, test
+    accuracy and loss with their 95% CIs, the difference from the baseline and its verdict,
+    epochs to target, per seed) and the learning ``curves`` per variant and seed.
+    :meth:`to_dict` is ``summary.json``."""
+
+    study: dict[str, Any] = field(repr=False)
+    target: float | None
+    test_images: int
+    runs_planned: int
+    runs_done: int
+    rule: str = field(repr=False)
+    variants: tuple[dict[str, Any], ...] = field(repr=False)
+    curves: dict[str, Any] = field(repr=False)
+    _record: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """The record of the fields, in their order (:meth:`from_record` keeps the one read)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        values["variants"] = list(self.variants)
+        object.__setattr__(self, "_record", copy.deepcopy(values))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> StudySummary:
+        """The summary a ``summary.json`` record describes."""
+        values = {f.name: record[f.name] for f in fields(cls) if f.init}
+        values["variants"] = tuple(record["variants"])
+        summary = cls(**values)
+        object.__setattr__(summary, "_record", copy.deepcopy(dict(record)))
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary, key for key as ``summary.json`` holds it (a copy)."""
+        return copy.deepcopy(self._record)
+
+    def variant(self, name: str) -> dict[str, Any]:
+        """The entry of the variant ``name``."""
+        for entry in self.variants:
+            if entry["variant"] == name:
+                return entry
+        raise KeyError(f"no variant {name!r}; the study has {', '.join(self.names)}")
+
+    @property
+    def names(self) -> list[str]:
+        """The variants' names, in the study's order."""
+        return [entry["variant"] for entry in self.variants]
+
+
 def summarise(
     study: Study, rows: list[dict[str, Any]], analysis: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """Per-variant statistics (see :mod:`cnnlab.study.stats`) as a JSON-ready dict."""
+    """Per-variant statistics (see :mod:`cnnlab.study.stats`) as a JSON-ready dict (the record
+    of a :class:`StudySummary`)."""
     done = [r for r in rows if r["state"] == "done"]
-    accuracy = {v.name: {} for v in study.variants}
-    loss = {v.name: {} for v in study.variants}
-    for r in done:
-        accuracy[r["variant"]][r["seed"]] = r["test_accuracy"]
-        loss[r["variant"]][r["seed"]] = r["test_loss"]
     test_images = round(_mean([r["test_images"] for r in done])) if done else 0
-    variants = []
-    for variant in study.variants:
-        mine = [r for r in done if r["variant"] == variant.name]
-        entry: dict[str, Any] = {
-            "variant": variant.name,
-            "overrides": variant.overrides,
-            "overrides_text": variant.describe(),
-            **analysis.get(variant.name, {}),
-            "seeds_done": len(mine),
-            "seeds_planned": len(study.seeds),
-            "diverged": sum(r["state"] == "diverged" for r in rows if r["variant"] == variant.name),
-            "train_seconds_mean": _mean([r["train_seconds"] for r in mine if r["train_seconds"]]),
-            "test_accuracy": _estimate(stats.mean_ci(list(accuracy[variant.name].values()))),
-            "test_loss": _estimate(stats.mean_ci(list(loss[variant.name].values()))),
-            "accuracy_diff": None,
-            "loss_diff": None,
-            "within_noise": None,
-            "verdict": "baseline" if variant.name == study.baseline else "n/a",
-            "epochs_to_target": _target(mine, study.target),
-            "per_seed": {
-                str(r["seed"]): {"test_accuracy": r["test_accuracy"], "test_loss": r["test_loss"]}
-                for r in mine
-            },
-        }
-        if variant.name != study.baseline:
-            comparison = stats.compare_accuracy(
-                accuracy[variant.name], accuracy[study.baseline], test_images
-            )
-            if comparison is not None:
-                entry["accuracy_diff"] = {
-                    **_estimate(comparison.difference),
-                    "noise": _num(comparison.noise),
-                    "ci_includes_zero": comparison.ci_includes_zero,
-                    "below_noise": comparison.below_noise,
-                }
-                entry["within_noise"] = comparison.within_noise
-                entry["verdict"] = comparison.verdict
-                entry["loss_diff"] = _estimate(
-                    stats.mean_ci(stats.paired(loss[variant.name], loss[study.baseline]))
-                )
-        variants.append(entry)
+    accuracy = _by_seed(study, done, "test_accuracy")
+    loss = _by_seed(study, done, "test_loss")
     return {
         "study": study.to_dict(),
         "target": study.target,
@@ -156,7 +168,10 @@ def summarise(
         "runs_planned": len(rows),
         "runs_done": len(done),
         "rule": RULE,
-        "variants": variants,
+        "variants": [
+            _variant_summary(study, v, rows, analysis.get(v.name, {}), accuracy, loss, test_images)
+            for v in study.variants
+        ],
         "curves": {
             v.name: {
                 str(r["seed"]): {"test_acc": r["curve_acc"], "test_loss": r["curve_loss"]}
@@ -166,6 +181,66 @@ def summarise(
             for v in study.variants
         },
     }
+
+
+def _by_seed(study: Study, done: list[dict[str, Any]], column: str) -> dict[str, dict[int, float]]:
+    """``column`` of the runs done, per variant and seed."""
+    values: dict[str, dict[int, float]] = {v.name: {} for v in study.variants}
+    for r in done:
+        values[r["variant"]][r["seed"]] = r[column]
+    return values
+
+
+def _variant_summary(
+    study: Study,
+    variant: Variant,
+    rows: list[dict[str, Any]],
+    analysis: dict[str, Any],
+    accuracy: dict[str, dict[int, float]],
+    loss: dict[str, dict[int, float]],
+    test_images: int,
+) -> dict[str, Any]:
+    """One variant's entry: its figures, and its difference from the baseline (paired by
+    seed) where it is not the baseline and pairs of seeds are done."""
+    name = variant.name
+    mine = [r for r in rows if r["variant"] == name and r["state"] == "done"]
+    entry: dict[str, Any] = {
+        "variant": name,
+        "overrides": variant.overrides,
+        "overrides_text": variant.describe(),
+        **analysis,
+        "seeds_done": len(mine),
+        "seeds_planned": len(study.seeds),
+        "diverged": sum(r["state"] == "diverged" for r in rows if r["variant"] == name),
+        "train_seconds_mean": _mean([r["train_seconds"] for r in mine if r["train_seconds"]]),
+        "test_accuracy": _estimate(stats.mean_ci(list(accuracy[name].values()))),
+        "test_loss": _estimate(stats.mean_ci(list(loss[name].values()))),
+        "accuracy_diff": None,
+        "loss_diff": None,
+        "within_noise": None,
+        "verdict": "baseline" if name == study.baseline else "n/a",
+        "epochs_to_target": _target(mine, study.target),
+        "per_seed": {
+            str(r["seed"]): {"test_accuracy": r["test_accuracy"], "test_loss": r["test_loss"]}
+            for r in mine
+        },
+    }
+    if name == study.baseline:
+        return entry
+    comparison = stats.compare_accuracy(accuracy[name], accuracy[study.baseline], test_images)
+    if comparison is not None:
+        entry["accuracy_diff"] = {
+            **_estimate(comparison.difference),
+            "noise": _num(comparison.noise),
+            "ci_includes_zero": comparison.ci_includes_zero,
+            "below_noise": comparison.below_noise,
+        }
+        entry["within_noise"] = comparison.within_noise
+        entry["verdict"] = comparison.verdict
+        entry["loss_diff"] = _estimate(
+            stats.mean_ci(stats.paired(loss[name], loss[study.baseline]))
+        )
+    return entry
 
 
 def write_results(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ from cnnlab.study.results import (
     REPORT_FILE,
     RESULTS_FILE,
     SUMMARY_TABLE,
+    StudySummary,
     collect,
     summarise,
     summary_table,
@@ -59,9 +60,10 @@ def run_study(
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> StudySummary:
     """Run (or continue) the study ``study`` (a YAML file or study preset) in ``out``; returns
-    the summary (the content of ``summary.json``).
+    the summary (:class:`~cnnlab.study.results.StudySummary`: ``to_dict()`` is the content of
+    ``summary.json``).
 
     ``out`` defaults to ``studies/<name>`` (``studies/<name>-quick`` with ``quick``).
     ``overrides`` (``key=value``, as ``cnnlab train --set``) apply to every run of the study.
@@ -99,7 +101,7 @@ def run_study(
     problems = _unfinished(spec, folder, say)
     if problems:
         raise CnnlabError("; ".join(problems))
-    return summary
+    return StudySummary.from_record(summary)
 
 
 def default_out(spec: Study) -> Path:

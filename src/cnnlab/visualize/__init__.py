@@ -1,8 +1,9 @@
 """Looking inside a trained CNN: activations, filter images, Grad-CAM and friends, scored.
 
-``visualize_run(run_dir, out_dir)`` writes every picture with its raw arrays; the pieces are
-usable on their own with any model and its normalised inputs. The explanation methods are
-listed once, in :mod:`cnnlab.visualize.methods`.
+``visualize_run(run_dir, out_dir)`` writes every picture with its raw arrays and returns what it
+drew (a ``Visualization``: ``summary.json`` as ``to_dict()``); the pieces are usable on their own
+with any model and its normalised inputs. The explanation methods are listed once, in
+:mod:`cnnlab.visualize.methods`.
 
 Each name is imported when first used (PEP 562), so the command line and the report read the
 list of methods without loading torch.
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "layer_activations": "cnnlab.visualize.activations",
+    "Visualization": "cnnlab.visualize.api",
     "default_sample": "cnnlab.visualize.api",
     "score_run": "cnnlab.visualize.api",
     "visualize_run": "cnnlab.visualize.api",
@@ -43,7 +45,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from cnnlab.visualize.activations import layer_activations
-    from cnnlab.visualize.api import default_sample, score_run, visualize_run
+    from cnnlab.visualize.api import Visualization, default_sample, score_run, visualize_run
     from cnnlab.visualize.attribution import attribute
     from cnnlab.visualize.cam import (
         METHODS,
@@ -86,6 +88,7 @@ __all__ = [
     "FilterSettings",
     "Heatmap",
     "Method",
+    "Visualization",
     "attribute",
     "class_scores",
     "default_layers",

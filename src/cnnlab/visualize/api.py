@@ -4,17 +4,18 @@ Writes into ``out_dir``: ``inputs.npy`` (the images explained); per layer
 ``activations_<layer>.png/.npz`` and ``filters_<layer>.png/.npz``; per head (multi-head models)
 one ``<picture>[_<head>].png`` per picture of the methods drawn (``gradcam``, ``saliency`` ...:
 :mod:`~cnnlab.visualize.methods`) with one ``heatmaps[_<head>].npz``; ``scores.json`` when
-scoring; and ``summary.json`` (what it returns).
+scoring; and ``summary.json`` (what it returns: :class:`Visualization`).
 """
 
 from __future__ import annotations
 
+import copy
 import textwrap
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,6 +56,59 @@ SCORED_ATTRIBUTIONS = tuple(m.name for m in chosen(scored()) if not m.from_pass)
 """The scored methods computed from the model (Captum's), as the registry marks them."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Visualization:
+    """What :func:`visualize_run` drew, as ``summary.json`` in its folder records it.
+
+    ``run`` and ``out`` (the folder written), the ``model``'s name, the ``layers`` and ``heads``
+    shown (no heads: a model with one output), the class explained (``target``: ``predicted``
+    or the class asked for), the ``images`` explained (count, source, ``npy``; for the test
+    sample their indices and labels), per layer the ``activations`` and ``filters`` written, per
+    head (``output``: a model with one output) the ``heatmaps`` (targets, pictures, ``npz``,
+    ``methods``) and, where scored, the ``scores`` (as ``scores.json``) and ``scores_json``
+    (its path; both None when not scored). :meth:`to_dict` is ``summary.json``;
+    :func:`cnnlab.runfolder.read_pictures` reads such a folder back."""
+
+    run: str
+    out: str
+    model: str
+    layers: tuple[str, ...]
+    heads: tuple[str, ...]
+    target: str
+    images: dict[str, Any]
+    activations: dict[str, Any] = field(repr=False)
+    filters: dict[str, Any] = field(repr=False)
+    heatmaps: dict[str, Any] = field(repr=False)
+    scores: dict[str, Any] | None = field(default=None, repr=False)
+    scores_json: str | None = None
+    _record: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("scores", "scores_json")
+    """The fields a summary holds only where they apply (scoring)."""
+
+    def __post_init__(self) -> None:
+        """The record of the fields, in their order (:meth:`from_record` keeps the one read)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        values.update(layers=list(self.layers), heads=list(self.heads))
+        kept = {k: v for k, v in values.items() if v is not None or k not in self.OPTIONAL}
+        object.__setattr__(self, "_record", copy.deepcopy({"format": FORMAT, **kept}))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Visualization:
+        """The pictures a summary (as written, ``format`` included) describes."""
+        names = [f.name for f in fields(cls) if f.init]
+        values = {k: record[k] for k in names if k not in cls.OPTIONAL}
+        values.update({k: record.get(k) for k in cls.OPTIONAL})
+        values.update(layers=tuple(record["layers"]), heads=tuple(record["heads"]))
+        drawn = cls(**values)
+        object.__setattr__(drawn, "_record", copy.deepcopy(dict(record)))
+        return drawn
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary, key for key as ``summary.json`` holds it (a copy)."""
+        return copy.deepcopy(self._record)
+
+
 def visualize_run(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -70,7 +124,7 @@ def visualize_run(
     score_images: int = 256,
     batch_size: int = 256,
     methods: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> Visualization:
     """Activations, filter images and heatmaps of a trained run; optionally scored heatmaps.
 
     ``images``: uint8 (N, C, H, W) in the model's channels and size (default: 8 test images of
@@ -83,68 +137,24 @@ def visualize_run(
     seeded test images: against the object masks (Lines), by faithfulness (deletion and
     insertion) and against a re-initialised model (:func:`score_run`); writes ``scores.json``.
     ``methods``: names in :mod:`~cnnlab.visualize.methods` to draw and score (default: those
-    with a picture are drawn, the scored ones scored). Returns a summary of paths, shapes,
-    targets and scores.
+    with a picture are drawn, the scored ones scored). Returns what it drew: paths, shapes,
+    targets and scores (:class:`Visualization`; ``to_dict()`` is ``summary.json``).
     """
     run = load_run(run_dir)
-    out = Path(out_dir)
-    model = run.model
-    names = list(resolve_layers(model, layers))
+    names = list(resolve_layers(run.model, layers))
     heads = _heads(run, head)
     sample = _sample(run, images)
-    x, row_titles = sample.images, sample.titles
-    inputs = run.preprocess(x)
-    summary: dict[str, Any] = {
-        "run": str(run_dir),
-        "out": str(out),
-        "model": run.config.model.name,
-        "layers": names,
-        "heads": [h for h in heads if h],
-        "target": "predicted" if target_class is None else str(target_class),
-        "images": {
-            "count": int(x.shape[0]),
-            "source": sample.source,
-            "npy": str(out / VISUALIZE_INPUTS),
-            **sample.facts,
-        },
-    }
-    _save_npy(out / VISUALIZE_INPUTS, x.numpy())
-    summary["activations"] = _write_activations(
-        out, model, x, inputs, names, row_titles, batch_size
-    )
-    summary["filters"] = {}
-    if filters:
-        if filter_layers is None:
-            modules = resolve_layers(model, names)
-            filter_layers = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
-        summary["filters"] = _write_filters(
-            out, run, filter_layers, filter_settings or FilterSettings()
-        )
-    masks, dataset = sample.masks, sample.dataset
-    summary["heatmaps"] = {}
-    shown = chosen(drawn() if methods is None else methods)
-    for head_name in heads:
-        target = _target(run, head_name, target_class)
-        explained = heatmaps(model, inputs, names, shown, head_name, target, batch_size)
-        summary["heatmaps"][head_name or "output"] = _write_heatmaps(
-            out, x, explained, shown, names, head_name, run, row_titles, masks
-        )
-
+    inputs = run.preprocess(sample.images)
+    drawing = _Drawing(run, Path(out_dir), names, heads, sample, inputs, target_class, batch_size)
+    summary = drawing.start(run_dir)
+    summary["activations"] = drawing.activations()
+    summary["filters"] = drawing.filters(filter_layers, filter_settings) if filters else {}
+    summary["heatmaps"] = drawing.heatmaps(methods)
     if score:
-        summary["scores"] = score_run(
-            run,
-            names,
-            heads,
-            target_class,
-            n=score_images,
-            batch_size=batch_size,
-            dataset=dataset,
-            methods=methods,
-        )
-        write_json(out / VISUALIZE_SCORES, summary["scores"])
-        summary["scores_json"] = str(out / VISUALIZE_SCORES)
-    write_json(out / VISUALIZE_SUMMARY, {"format": FORMAT, **summary})
-    return summary
+        summary.update(drawing.scores(score_images, methods))
+    record = {"format": FORMAT, **summary}
+    write_json(drawing.out / VISUALIZE_SUMMARY, record)
+    return Visualization.from_record(record)
 
 
 @dataclass
@@ -158,6 +168,85 @@ class _Sample:
     facts: dict[str, Any]
     masks: torch.Tensor | None = None
     dataset: ImageDataset | None = None
+
+
+@dataclass
+class _Drawing:
+    """One :func:`visualize_run`: the run, the folder written, the layers and heads shown, the
+    images explained with their model inputs, the class asked for, and the batch size. Each
+    step writes its files and returns its part of the summary."""
+
+    run: Run
+    out: Path
+    layers: list[str]
+    heads: list[str | None]
+    sample: _Sample
+    inputs: torch.Tensor
+    target_class: int | str | None
+    batch_size: int
+
+    def start(self, run_dir: str | Path) -> dict[str, Any]:
+        """What is drawn, and of which images (``inputs.npy`` written)."""
+        x, npy = self.sample.images, self.out / VISUALIZE_INPUTS
+        summary = {
+            "run": str(run_dir),
+            "out": str(self.out),
+            "model": self.run.config.model.name,
+            "layers": self.layers,
+            "heads": [h for h in self.heads if h],
+            "target": "predicted" if self.target_class is None else str(self.target_class),
+            "images": {
+                "count": int(x.shape[0]),
+                "source": self.sample.source,
+                "npy": str(npy),
+                **self.sample.facts,
+            },
+        }
+        _save_npy(npy, x.numpy())
+        return summary
+
+    def activations(self) -> dict[str, Any]:
+        return _write_activations(
+            self.out, self.run.model, self.sample, self.inputs, self.layers, self.batch_size
+        )
+
+    def filters(
+        self, layers: Sequence[str] | None, settings: FilterSettings | None
+    ) -> dict[str, Any]:
+        """Filter images of ``layers`` (default: the convolutions among the layers shown)."""
+        if layers is None:
+            modules = resolve_layers(self.run.model, self.layers)
+            layers = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
+        return _write_filters(self.out, self.run, layers, settings or FilterSettings())
+
+    def heatmaps(self, methods: Sequence[str] | None) -> dict[str, Any]:
+        """Per head (``output``: one output), the pictures of ``methods`` (default: drawn ones)."""
+        shown = chosen(drawn() if methods is None else methods)
+        written = {}
+        for head in self.heads:
+            target = _target(self.run, head, self.target_class)
+            explained = heatmaps(
+                self.run.model, self.inputs, self.layers, shown, head, target, self.batch_size
+            )
+            written[head or "output"] = _write_heatmaps(
+                self.out, self.sample, explained, shown, self.layers, head, self.run
+            )
+        return written
+
+    def scores(self, n: int, methods: Sequence[str] | None) -> dict[str, Any]:
+        """The scoreboard on ``n`` test images (:func:`score_run`), written to ``scores.json``."""
+        scores = score_run(
+            self.run,
+            self.layers,
+            self.heads,
+            self.target_class,
+            n=n,
+            batch_size=self.batch_size,
+            dataset=self.sample.dataset,
+            methods=methods,
+        )
+        write_json(self.out / VISUALIZE_SCORES, scores)
+        return {"scores": scores, "scores_json": str(self.out / VISUALIZE_SCORES)}
 
 
 def _sample(run: Run, images: torch.Tensor | np.ndarray | None) -> _Sample:
@@ -183,16 +272,17 @@ def _sample(run: Run, images: torch.Tensor | np.ndarray | None) -> _Sample:
 def _write_activations(
     out: Path,
     model: torch.nn.Module,
-    x: torch.Tensor,
+    sample: _Sample,
     inputs: torch.Tensor,
     names: Sequence[str],
-    row_titles: list[str],
     batch_size: int,
 ) -> dict[str, Any]:
     """Each layer's feature maps: a grid picture and the raw array."""
     written = {}
     for name, maps in layer_activations(model, inputs, names, batch_size=batch_size).items():
-        png = plot_activations(x, maps, name, out / f"activations_{name}.png", labels=row_titles)
+        png = plot_activations(
+            sample.images, maps, name, out / f"activations_{name}.png", labels=sample.titles
+        )
         npz = _save_npz(out / f"activations_{name}.npz", activations=maps.numpy())
         written[name] = {"png": str(png), "npz": str(npz), "shape": list(maps.shape)}
     return written
@@ -257,53 +347,89 @@ def score_run(
     test = dataset.test
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(test), generator=generator)[: min(n, len(test))].sort().values
-    inputs = run.preprocess(test.images[picked])
-    masks = None if test.masks is None else test.masks[picked]
-    few = min(faithfulness_images, len(picked))
-    sane = min(sanity_images, len(picked))
-    twin = randomized_copy(run.model, seed)
-    wanted = chosen(scored() if methods is None else methods)
-    rows = []
-    for head_name in heads:
-        target = _target(run, head_name, target_class)
-        trained = heatmaps(run.model, inputs, layers, wanted, head_name, target, batch_size, seed)
-        # The randomised model explains the same classes as the trained one.
-        classes = next(iter(trained.values())).target
-        randomised = heatmaps(
-            twin, inputs[:sane], layers, wanted, head_name, classes[:sane], batch_size, seed
-        )
-        faithful = {"head": head_name, "target": classes[:few], "batch_size": batch_size}
-        noise = random_maps((len(picked), *inputs.shape[2:]), seed)
-        rows.append(
-            {
-                "head": head_name,
-                "method": RANDOM,
-                "layer": None,
-                **score_row(noise, masks, None, _faithfulness(run, inputs[:few], noise, faithful)),
-            }
-        )
-        for (method, layer), heatmap in trained.items():
-            measured = _faithfulness(run, inputs[:few], heatmap.maps, faithful)
-            rows.append(
-                {
-                    "head": head_name,
-                    "method": method,
-                    "layer": layer,
-                    **score_row(heatmap.maps, masks, randomised[(method, layer)].maps, measured),
-                }
-            )
+    scoring = _Scoring(
+        run=run,
+        inputs=run.preprocess(test.images[picked]),
+        masks=None if test.masks is None else test.masks[picked],
+        few=min(faithfulness_images, len(picked)),
+        sane=min(sanity_images, len(picked)),
+        twin=randomized_copy(run.model, seed),
+        layers=layers,
+        methods=chosen(scored() if methods is None else methods),
+        batch_size=batch_size,
+        seed=seed,
+    )
+    rows = [row for head in heads for row in scoring.rows(head, target_class)]
     return {
         "images": len(picked),
-        "faithfulness_images": few,
-        "sanity_images": sane,
+        "faithfulness_images": scoring.few,
+        "sanity_images": scoring.sane,
         "faithfulness_steps": FAITHFULNESS_STEPS,
         "seed": seed,
-        "masks": masks is not None,
+        "masks": scoring.masks is not None,
         "target": "predicted" if target_class is None else str(target_class),
         "rows": rows,
         "agreement": agreement(rows),
         "seconds": time.perf_counter() - start,
     }
+
+
+@dataclass
+class _Scoring:
+    """What :func:`score_run` scores on: the model inputs of the images picked (their masks
+    where the data has them), how many of them get faithfulness curves (``few``) and a sanity
+    check (``sane``), the randomised copy of the model (``twin``), the layers and methods."""
+
+    run: Run
+    inputs: torch.Tensor
+    masks: torch.Tensor | None
+    few: int
+    sane: int
+    twin: torch.nn.Module
+    layers: Sequence[str]
+    methods: Sequence[Method]
+    batch_size: int
+    seed: int
+
+    def rows(self, head: str | None, target_class: int | str | None) -> list[dict[str, Any]]:
+        """The rows of ``head``: the random reference, then one per (method, layer)."""
+        target = _target(self.run, head, target_class)
+        trained = heatmaps(
+            self.run.model,
+            self.inputs,
+            self.layers,
+            self.methods,
+            head,
+            target,
+            self.batch_size,
+            self.seed,
+        )
+        # The randomised model explains the same classes as the trained one.
+        classes = next(iter(trained.values())).target
+        sane = slice(self.sane)
+        randomised = heatmaps(
+            self.twin,
+            self.inputs[sane],
+            self.layers,
+            self.methods,
+            head,
+            classes[sane],
+            self.batch_size,
+            self.seed,
+        )
+        faithful = {"head": head, "target": classes[: self.few], "batch_size": self.batch_size}
+        inputs = self.inputs[: self.few]
+        noise = random_maps((len(self.inputs), *self.inputs.shape[2:]), self.seed)
+        reference = score_row(
+            noise, self.masks, None, _faithfulness(self.run, inputs, noise, faithful)
+        )
+        rows = [{"head": head, "method": RANDOM, "layer": None, **reference}]
+        for (method, layer), heatmap in trained.items():
+            measured = _faithfulness(self.run, inputs, heatmap.maps, faithful)
+            twin_maps = randomised[(method, layer)].maps
+            scores = score_row(heatmap.maps, self.masks, twin_maps, measured)
+            rows.append({"head": head, "method": method, "layer": layer, **scores})
+        return rows
 
 
 def heatmaps(
@@ -415,15 +541,14 @@ def _check_images(images: torch.Tensor | np.ndarray, run: Run) -> torch.Tensor:
 
 def _write_heatmaps(
     out: Path,
-    x: torch.Tensor,
+    sample: _Sample,
     maps: dict[tuple[str, str | None], Heatmap],
     methods: Sequence[Method],
     layers: Sequence[str],
     head: str | None,
     run: Run,
-    row_titles: Sequence[str],
-    masks: torch.Tensor | None,
 ) -> dict[str, Any]:
+    """The pictures of ``methods`` for ``head`` and their raw arrays (``heatmaps[_<head>].npz``)."""
     suffix = f"_{head}" if head else ""
     any_map = next(iter(maps.values()))
     levels = [str(v) for v in run.factor_levels.get(head, ())] if head else list(run.class_names)
@@ -431,7 +556,7 @@ def _write_heatmaps(
     named = [f"{head} {c}" if head else c for c in explained]
     titles = [
         f"{t}\n-> {_short(c)} ({float(s):.2g})"
-        for t, c, s in zip(row_titles, named, any_map.score, strict=True)
+        for t, c, s in zip(sample.titles, named, any_map.score, strict=True)
     ]
     what = f"head {head}: " if head else ""
     logit = "its logit" if not head or len(levels) > 2 else "the logit toward that level"
@@ -447,12 +572,12 @@ def _write_heatmaps(
             for layer in m.at(layers)
         ]
         png = plot_heatmaps(
-            x,
+            sample.images,
             panels,
             out / f"{picture.name}{suffix}.png",
             title=f"{what}{picture.title} for the class after -> (in brackets: {logit})",
             row_titles=titles,
-            masks=masks,
+            masks=sample.masks,
         )
         entry[picture.name] = str(png)
     arrays = {}
