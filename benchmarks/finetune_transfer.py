@@ -55,8 +55,8 @@ def trained(run: Path, preset: str, overrides: list[str]) -> tuple[Path, float]:
 def accuracy(run: Path, data: Path | None = None) -> float:
     """Test accuracy of ``run`` on its own test split or on ``data``'s."""
     if data is None:
-        return float(evaluate_run(run, write=False)["accuracy"])
-    return float(evaluate_run(run, dataset=data, write=False)["accuracy"])
+        return float(evaluate_run(run, write=False).accuracy)
+    return float(evaluate_run(run, dataset=data, write=False).accuracy)
 
 
 def main() -> None:

@@ -237,6 +237,7 @@ def provenance_table(record: RunRecord) -> Table:
         ("started", run.started or "–"),
         ("finished", run.finished or "–"),
         ("train time", f"{duration(run.train_seconds)} over {len(record.history)} epochs"),
+        ("weights", _weights_kept(run.weights)),
         (
             "model",
             f"{run.model.get('name', '–')}, {integer(run.model.get('parameters'))} parameters",
@@ -259,6 +260,13 @@ def provenance_table(record: RunRecord) -> Table:
     if isinstance(seconds, int | float):
         rows.append(("evaluation", f"{seconds:.2f} s, {speed or 0:,.0f} images/s"))
     return facts(rows)
+
+
+def _weights_kept(weights: dict[str, Any] | None) -> str:
+    """Which epoch's weights every figure of the run comes from, and why."""
+    if not weights:
+        return "not recorded (a run from an older cnnlab)"
+    return f"epoch {weights['epoch']} of {weights['epochs']}: {weights['chosen']}"
 
 
 def metrics_view(record: RunRecord) -> Metrics:

@@ -86,6 +86,9 @@ class RunInfo:
     early_stopping: dict[str, Any] | None = None
     """With ``train.patience``: patience, min_delta, best_epoch, stopped_after_epoch (None
     when it ran every epoch)."""
+    weights: dict[str, Any] | None = None
+    """The weights the run keeps: ``epoch`` (of ``epochs`` trained) and ``chosen`` (``best on
+    validation`` or ``last epoch``); None in runs from before it was recorded."""
     format: int = FORMAT
 
     def replace(self, **changes: Any) -> RunInfo:

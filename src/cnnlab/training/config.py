@@ -62,8 +62,10 @@ class TrainConfig:
     :mod:`cnnlab.training.precision`. ``patience`` > 0 stops early: after that many epochs
     whose validation accuracy did not beat the best by more than ``min_delta``; the run then
     keeps the weights of its best epoch on validation (it needs a validation split).
-    ``keep``: ``last`` (the last epoch's weights; ``best`` with early stopping) or ``best``
-    (the epoch best on validation).
+    ``keep``: which epoch's weights the run keeps (what evaluate, report, predict, visualize
+    and export use): ``auto`` (``best`` where there is a validation split, else ``last``),
+    ``best`` (the epoch best on validation; needs a validation split) or ``last`` (the last
+    epoch's; ``best`` anyway with early stopping). ``run.json`` records the epoch kept and why.
     ``tensorboard`` also logs the run for TensorBoard (:mod:`cnnlab.training.tensorboard`).
     ``augment``: a named set (``none``, ``light``, ``standard``, ``strong``, ``degrade``) or a
     list of operations and sets (:mod:`cnnlab.training.augment`), applied to every training
@@ -98,7 +100,7 @@ class TrainConfig:
     precision: str = "fp32"
     patience: int = 0
     min_delta: float = 0.0
-    keep: str = "last"
+    keep: str = "auto"
     tensorboard: bool = False
 
 
@@ -157,7 +159,7 @@ CHOICES = {
     "train.scheduler": ("none", "step", "exponential", "cosine", "onecycle"),
     "train.loss": ("cross_entropy", "mse"),
     "train.precision": ("fp32", "bf16", "auto"),
-    "train.keep": ("last", "best"),
+    "train.keep": ("auto", "best", "last"),
     "data.mnist_split": ("study", "official"),
 }
 

@@ -133,6 +133,10 @@ class Engine:
             k: v.to(device) for k, v in self.objective.targets(dataset.train).items()
         }
         self.evaluated = self._evaluated_splits()
+        self.keeps_best = bool(
+            self.t.keep == "best" or self.t.patience or (self.t.keep == "auto" and self.val)
+        )
+        """Whether the run keeps the weights of its best epoch on validation (``train.keep``)."""
         self.augmenter = Augmenter(expand(self.t.augment), dataset, device)
         self.views, notes = resolve_tta(self.t.tta, dataset)
         for note in self.augmenter.notes + notes:
@@ -172,6 +176,11 @@ class Engine:
                 "split, and this data has none; set data.val_fraction (e.g. 0.1)"
             )
         return evaluated
+
+    @property
+    def val(self) -> bool:
+        """Whether the data has a validation split (measured after every epoch)."""
+        return "val" in self.evaluated
 
     def _columns(self) -> tuple[str, ...]:
         """The history's columns: per split loss and accuracy, rate, seconds, the extras."""

@@ -404,6 +404,10 @@ def _finish(engine: Engine, position: Position, kept: dict[str, float]) -> None:
         train_seconds=sum(r["seconds"] for r in position.history),
         final={k: kept[k] for k in ("test_loss", "test_acc")},
     )
+    chosen = "best on validation" if engine.keeps_best else "last epoch"
+    info = info.replace(
+        weights={"epoch": int(kept["epoch"]), "epochs": len(position.history), "chosen": chosen}
+    )
     if config.train.patience:
         info = info.replace(
             early_stopping={
@@ -421,7 +425,7 @@ def _finish(engine: Engine, position: Position, kept: dict[str, float]) -> None:
     kept_from = (
         f" ({'early stopping: ' if config.train.patience else ''}the weights of epoch "
         f"{int(kept['epoch'])}, the best on validation)"
-        if config.train.patience or config.train.keep == "best"
+        if engine.keeps_best
         else ""
     )
     engine.progress.message(
@@ -432,7 +436,7 @@ def _finish(engine: Engine, position: Position, kept: dict[str, float]) -> None:
 def _keep_best(engine: Engine, position: Position, folder: RunFolder) -> dict[str, float]:
     """With early stopping, put the best epoch's weights (on validation) back into the model;
     the history row of the epoch whose weights the run keeps."""
-    if not (engine.t.patience or engine.t.keep == "best"):
+    if not engine.keeps_best:
         return position.history[-1]
     best = engine.best_epoch(position.history)
     engine.keep_weights_of(load_checkpoint(folder.checkpoint("best")))
