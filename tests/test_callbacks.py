@@ -152,3 +152,15 @@ def test_a_callback_stop_inside_an_epoch_leaves_the_run_resumable(
     assert RunFolder(tmp_path / "run").state() == "partial"
     resumed = cnnlab.train(None, resume=tmp_path / "run", quiet=True)
     assert len(resumed.history) == 2
+
+
+def test_early_stopping_counts_patience_from_the_end_of_the_warm_up(mnist_dir: Path) -> None:
+    # one-cycle over 8 epochs warms up for 2: epoch 1 the best, patience 1 would stop after
+    # epoch 2 while the rate still rises; counted from the warm-up's end it stops after 3
+    engine = _engine(
+        mnist_dir, "train.epochs=8", "data.val_fraction=0.2", "train.patience=1",
+        "train.scheduler=onecycle",
+    )  # fmt: skip
+    engine.best_epoch = lambda history: 1 if history else None
+    position = engine.fit(Position(), [EarlyStopping()])
+    assert position.epoch == 3 and engine.stop_reason == "early stopping"

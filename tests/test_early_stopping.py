@@ -55,6 +55,7 @@ def test_it_stops_keeps_the_best_epoch_and_says_so(tmp_path: Path, mnist_dir: Pa
         "patience": 2,
         "min_delta": 0.99,
         "best_epoch": 1,
+        "counted_from_epoch": 0,  # cosine: no warm-up
         "stopped_after_epoch": 3,
     }
     assert info["final"]["test_acc"] == history[0]["test_acc"]

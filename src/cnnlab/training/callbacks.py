@@ -14,6 +14,7 @@ from pathlib import Path
 from cnnlab.runfolder import RunFolder
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.engine import Callback, Engine, Position, Step
+from cnnlab.training.optim import warmup_epochs
 
 PROGRESS_EVERY = 20
 """Batches between two updates of the progress bar."""
@@ -64,8 +65,9 @@ class Checkpoints(Callback):
 
 class EarlyStopping(Callback):
     """With ``train.patience``: stop once that many epochs have passed since the best on
-    validation. A function of the history alone, so a resumed run decides as the uninterrupted
-    one (one resumed after its stop trains nothing)."""
+    validation, counted from the end of the warm-up at the earliest (a rate still rising is no
+    sign of a plateau). A function of the history alone, so a resumed run decides as the
+    uninterrupted one (one resumed after its stop trains nothing)."""
 
     def before_fit(self, engine: Engine, position: Position) -> None:
         self._check(engine, position)
@@ -76,7 +78,9 @@ class EarlyStopping(Callback):
     @staticmethod
     def _check(engine: Engine, position: Position) -> None:
         best = engine.best_epoch(position.history)
-        if engine.t.patience and best is not None and position.epoch - best >= engine.t.patience:
+        if not engine.t.patience or best is None:
+            return
+        if position.epoch - max(best, warmup_epochs(engine.t)) >= engine.t.patience:
             engine.request_stop("early stopping")
 
 

@@ -49,6 +49,16 @@ def build_optimizer(params: Iterable[nn.Parameter], t: TrainConfig) -> torch.opt
     return torch.optim.RMSprop(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
+ONECYCLE_WARMUP = 0.25
+"""The share of the steps over which the one-cycle schedule warms up."""
+
+
+def warmup_epochs(t: TrainConfig) -> int:
+    """The epochs whose rate is still rising (the one-cycle warm-up; 0 for other schedules):
+    early stopping counts its patience from their end."""
+    return math.ceil(ONECYCLE_WARMUP * t.epochs) if t.scheduler == "onecycle" else 0
+
+
 def lr_factor(t: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """The schedule as a factor of ``t.lr`` for each optimisation step (stepped every batch)."""
     total = max(1, t.epochs * steps_per_epoch)
@@ -63,7 +73,7 @@ def lr_factor(t: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
         if t.scheduler == "cosine":
             return 0.5 * (1 + math.cos(math.pi * progress))
         if t.scheduler == "onecycle":  # linear warm-up over 25% of steps, then cosine to zero
-            warm = 0.25
+            warm = ONECYCLE_WARMUP
             if progress < warm:
                 return 0.04 + 0.96 * progress / warm
             return 0.5 * (1 + math.cos(math.pi * (progress - warm) / (1 - warm)))

@@ -57,6 +57,7 @@ from cnnlab.training.config import (
 )
 from cnnlab.training.distributed import init_distributed, shutdown_distributed
 from cnnlab.training.engine import HISTORY_COLUMNS, Callback, Engine, Interrupted, Position
+from cnnlab.training.optim import warmup_epochs
 from cnnlab.training.progress import Progress
 from cnnlab.training.recipe import resolve_model
 from cnnlab.training.tensorboard import BoardLog
@@ -355,6 +356,12 @@ def _announce(
     )
     for line in tuning:
         progress.message(line)
+    warm = warmup_epochs(config.train)
+    if config.train.patience and warm:
+        progress.message(
+            f"Early stopping: patience {config.train.patience} epochs, counted from the end of "
+            f"the one-cycle warm-up (epoch {warm}) at the earliest"
+        )
     if engine.views:
         progress.message(describe_views(engine.views))
     if engine.augmenter.active:
@@ -414,6 +421,7 @@ def _finish(engine: Engine, position: Position, kept: dict[str, float]) -> None:
                 "patience": config.train.patience,
                 "min_delta": config.train.min_delta,
                 "best_epoch": int(kept["epoch"]),
+                "counted_from_epoch": warmup_epochs(config.train),
                 "stopped_after_epoch": position.epoch
                 if position.epoch < config.train.epochs
                 else None,
