@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,19 +22,80 @@ from cnnlab.fileio import atomic_open
 from cnnlab.models.inference import Preprocess
 from cnnlab.training.run import Run, load_run
 
-__all__ = ["IMAGE_SUFFIXES", "Prediction", "predict", "read_images", "write_predictions"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Prediction",
+    "Ranked",
+    "predict",
+    "predictions_csv",
+    "probability_keys",
+    "read_images",
+    "top_k",
+    "write_predictions",
+]
 
 
 @dataclass(frozen=True)
 class Prediction:
     """One image's predicted class; for a multi-head model also each head's level and
-    probability (the class is composed from the heads; its probability is their product)."""
+    probability (the class is composed from the heads; its probability is their product).
+
+    ``probabilities``: every class's probability in the run's class order (``run.class_names``),
+    None for a multi-head model; ``head_probabilities``: a multi-head model's probability of
+    each level of each head, in the order of ``run.factor_levels[head]``."""
 
     source: str
     index: int
     name: str
     probability: float
     heads: dict[str, tuple[str, float]] = field(default_factory=dict)
+    probabilities: tuple[float, ...] | None = None
+    head_probabilities: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One of an image's most probable classes (or of a head's levels): its index in the run's
+    class order (the head's levels), its name and its probability."""
+
+    index: int
+    name: str
+    probability: float
+
+
+def top_k(
+    prediction: Prediction, k: int, class_names: Sequence[Any], *, head: str | None = None
+) -> list[Ranked]:
+    """The ``k`` most probable classes of ``prediction``, best first: its predicted class, then
+    the others by falling probability (ties in class order); all of them when there are fewer
+    than ``k``. ``class_names``: the run's (``run.class_names``). With ``head``: that head's
+    levels of a multi-head prediction instead, ``class_names`` being its level names
+    (``run.factor_levels[head]``)."""
+    if k < 1:
+        raise CnnlabError(f"top_k: k must be at least 1, got {k}")
+    names = [str(name) for name in class_names]
+    if head is None:
+        probabilities = prediction.probabilities
+        if probabilities is None:
+            raise CnnlabError("a multi-head prediction has probabilities per head: give head=")
+    elif head in prediction.head_probabilities:
+        probabilities = prediction.head_probabilities[head]
+    else:
+        raise CnnlabError(f"this prediction has no probabilities of a head {head!r}")
+    if len(names) != len(probabilities):
+        raise CnnlabError(
+            f"{len(names)} names for {len(probabilities)} probabilities: give the run's own"
+        )
+    chosen = prediction.index if head is None else names.index(prediction.heads[head][0])
+    order = sorted(range(len(names)), key=lambda i: (i != chosen, -probabilities[i], i))
+    return [Ranked(i, names[i], probabilities[i]) for i in order[:k]]
+
+
+def probability_keys(class_names: Sequence[Any]) -> list[str]:
+    """What names each class's probability (the CSV's ``p_<key>`` columns, the JSON's mapping):
+    the class names as text, or every class's index when two names are the same text."""
+    names = [str(name) for name in class_names]
+    return names if len(set(names)) == len(names) else [str(i) for i in range(len(names))]
 
 
 def read_images(source: str | Path, preprocess: Preprocess) -> tuple[torch.Tensor, list[str]]:
@@ -148,20 +211,25 @@ def _from_array(images: np.ndarray, path: Path, preprocess: Preprocess) -> torch
 
 
 def predict(run: Run | str | Path, source: str | Path, device: str = "cpu") -> list[Prediction]:
-    """Predicted class index, name and probability for each input image; a run folder's
-    model is loaded on ``device`` (cpu, auto, cuda or cuda:N; a loaded ``Run`` computes where
-    its model is)."""
+    """Predicted class index, name and probability for each input image, with every class's
+    probability (``Prediction.probabilities``; a multi-head model's per head, for
+    :func:`top_k`); a run folder's model is loaded on ``device`` (cpu, auto, cuda or cuda:N; a
+    loaded ``Run`` computes where its model is)."""
     if not isinstance(run, Run):
         run = load_run(run, device)
     images, labels = read_images(source, run.preprocess)
     outputs = run.outputs(images)
     if not isinstance(outputs, dict):
-        best, index = outputs.softmax(dim=1).max(dim=1)
+        proba = outputs.softmax(dim=1)
+        best, index = proba.max(dim=1)
         return [
-            Prediction(label, int(i), run.class_names[int(i)], float(p))
-            for label, i, p in zip(labels, index, best, strict=True)
+            Prediction(label, i, run.class_names[i], p, probabilities=tuple(every))
+            for label, i, p, every in zip(
+                labels, index.tolist(), best.tolist(), proba.tolist(), strict=True
+            )
         ]
     probabilities = head_probabilities(outputs)
+    every = {name: p.tolist() for name, p in probabilities.items()}
     levels = {name: p.argmax(dim=1).numpy() for name, p in probabilities.items()}
     confidence = {name: p.max(dim=1).values for name, p in probabilities.items()}
     classes = compose_factors(levels, run.factor_levels)
@@ -176,30 +244,97 @@ def predict(run: Run | str | Path, source: str | Path, device: str = "cpu") -> l
                 name: (str(run.factor_levels[name][levels[name][k]]), float(confidence[name][k]))
                 for name in outputs
             },
+            head_probabilities={name: tuple(every[name][k]) for name in outputs},
         )
         for k, (label, c) in enumerate(zip(labels, classes, strict=True))
     ]
 
 
-def predictions_csv(predictions: list[Prediction]) -> str:
+def predictions_csv(
+    predictions: list[Prediction],
+    *,
+    top: int = 1,
+    probabilities: bool = False,
+    class_names: Sequence[Any] = (),
+    factor_levels: Mapping[str, Sequence[Any]] | None = None,
+) -> str:
+    """The predictions as CSV: ``input,class_index,class_name,probability`` (and ``<head>,
+    <head>_probability`` for each head of a multi-head model) per image.
+
+    ``top`` > 1 adds ranks 2..top of :func:`top_k` (``class_index_2,class_name_2,
+    probability_2``, ...; of a multi-head model each head's levels instead, ``<head>_2,
+    <head>_probability_2``, ..., as many as the head has); ``probabilities`` every class's
+    (``p_<class>``, :func:`probability_keys`; per head ``<head>_p_<level>``). Both need the
+    run's ``class_names`` (a multi-head model's ``factor_levels``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     heads = list(predictions[0].heads) if predictions else []
-    writer.writerow(
-        ["input", "class_index", "class_name", "probability"]
-        + [column for h in heads for column in (h, f"{h}_probability")]
-    )
+    layout = _Layout(top, probabilities, class_names, factor_levels or {}, heads)
+    writer.writerow(layout.header())
     for p in predictions:
-        writer.writerow(
-            [p.source, p.index, p.name, f"{p.probability:.6f}"]
-            + [v for h in heads for v in (p.heads[h][0], f"{p.heads[h][1]:.6f}")]
-        )
+        writer.writerow(layout.row(p))
     return buffer.getvalue()
 
 
-def write_predictions(path: str | Path, predictions: list[Prediction]) -> None:
+@dataclass(frozen=True)
+class _Layout:
+    """The CSV's columns: rank 1 (and each head's level), then what ``top`` and
+    ``probabilities`` add."""
+
+    top: int
+    probabilities: bool
+    class_names: Sequence[Any]
+    factor_levels: Mapping[str, Sequence[Any]]
+    heads: list[str]
+
+    def __post_init__(self) -> None:
+        extra = self.top > 1 or self.probabilities
+        if extra and not self.heads and not self.class_names:
+            raise CnnlabError("top-k ranks and probabilities need the run's class_names")
+        missing = [h for h in self.heads if h not in self.factor_levels]
+        if extra and missing:
+            raise CnnlabError(f"top-k ranks and probabilities need the levels of {missing}")
+
+    def header(self) -> list[str]:
+        columns = ["input", "class_index", "class_name", "probability"]
+        if not self.heads:
+            for r in range(2, min(self.top, len(self.class_names)) + 1):
+                columns += [f"class_index_{r}", f"class_name_{r}", f"probability_{r}"]
+            if self.probabilities:
+                columns += [f"p_{key}" for key in probability_keys(self.class_names)]
+        for h in self.heads:
+            columns += [h, f"{h}_probability"]
+            if self.top > 1:
+                for r in range(2, min(self.top, len(self.factor_levels[h])) + 1):
+                    columns += [f"{h}_{r}", f"{h}_probability_{r}"]
+            if self.probabilities:
+                columns += [f"{h}_p_{key}" for key in probability_keys(self.factor_levels[h])]
+        return columns
+
+    def row(self, p: Prediction) -> list[Any]:
+        cells: list[Any] = [p.source, p.index, p.name, f"{p.probability:.6f}"]
+        if not self.heads:
+            if self.top > 1:
+                for r in top_k(p, self.top, self.class_names)[1:]:
+                    cells += [r.index, r.name, f"{r.probability:.6f}"]
+            if self.probabilities:
+                if p.probabilities is None:
+                    raise CnnlabError(f"{p.source}: this prediction has no class probabilities")
+                cells += [f"{q:.6f}" for q in p.probabilities]
+        for h in self.heads:
+            cells += [p.heads[h][0], f"{p.heads[h][1]:.6f}"]
+            if self.top > 1:
+                for r in top_k(p, self.top, self.factor_levels[h], head=h)[1:]:
+                    cells += [r.name, f"{r.probability:.6f}"]
+            if self.probabilities:
+                cells += [f"{q:.6f}" for q in p.head_probabilities[h]]
+        return cells
+
+
+def write_predictions(path: str | Path, predictions: list[Prediction], **columns: Any) -> None:
+    """:func:`predictions_csv` (``columns``: its options) written to ``path``."""
     try:
         with atomic_open(path) as handle:
-            handle.write(predictions_csv(predictions))
+            handle.write(predictions_csv(predictions, **columns))
     except OSError as exc:
         raise CnnlabError(f"--out {path}: cannot write ({exc.strerror})") from None

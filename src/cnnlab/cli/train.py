@@ -14,6 +14,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.overrides import preset_names
 
 if TYPE_CHECKING:  # torch stays out of --help
+    from collections.abc import Mapping, Sequence
+
     from cnnlab.predict import Prediction
 
 PRESETS = "presets"
@@ -118,15 +120,36 @@ def _add_predict(commands: options.Commands) -> None:
         "predict",
         help="predict classes with a trained run",
         description="INPUT is an image file, a folder of images, or an .npz with an 'images' "
-        "array. Prints (or writes with --out) one CSV row per image.",
+        "array. Prints (or writes with --out) one CSV row per image: input, class_index, "
+        "class_name, probability (and each head's level and probability for a multi-head run).",
     )
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     predict.add_argument("input", type=Path, metavar="INPUT")
-    options.out(predict, "CSV", "write the CSV here")
+    options.out(predict, "CSV", "write the CSV here (-: on stdout, as without --out)")
     options.json_file(
         predict,
         "write the predictions as JSON to FILE, a list of {input, class_index, class_name, "
-        "probability[, heads]} (-: on stdout instead of the CSV, and nothing else there)",
+        "probability[, top][, probabilities][, heads]} (-: on stdout instead of the CSV, and "
+        "nothing else there)",
+    )
+    predict.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help="also the K most probable classes per image, best first, K from 1 to the number "
+        "of classes: CSV columns class_index_2, class_name_2, probability_2 ... for ranks "
+        "2..K (rank 1 stays class_index, class_name, probability), JSON a 'top' list of "
+        "{class_index, class_name, probability}. Multi-head runs: per head, its K best levels "
+        "(<head>_2, <head>_probability_2 ...; JSON heads.<head>.top; all of a head's levels "
+        "when it has fewer), K from 1 to the most levels of a head",
+    )
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also every class's probability, in the run's class order: CSV columns "
+        "p_<class name> (p_<index> if two names give one column), JSON a 'probabilities' "
+        "mapping class name -> probability. Multi-head runs: per head, <head>_p_<level> "
+        "(JSON heads.<head>.probabilities)",
     )
     options.quiet(
         predict, "print nothing on stdout but the CSV when there is no --out (it is the result)"
@@ -138,32 +161,80 @@ def _add_predict(commands: options.Commands) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from cnnlab.predict import predict, predictions_csv, write_predictions
+    from cnnlab.training.run import load_run
 
-    predictions = predict(args.run_dir, args.input, device=args.device or "cpu")
+    csv_to_stdout = args.out is None or str(args.out) == options.STDOUT
+    if args.out is not None and csv_to_stdout and options.json_to_stdout(args):
+        raise CnnlabError("--out - and --json - both ask for stdout: write one of them to a file")
+    run = load_run(args.run_dir, args.device or "cpu")
+    predictions = predict(run, args.input)
+    heads = predictions[0].heads if predictions else {}  # a multi-head run: K per head
+    _check_top_k(args.top_k, [len(run.factor_levels[h]) for h in heads], len(run.class_names))
+    names = {"class_names": run.class_names, "factor_levels": run.factor_levels}
+    extra = {"probabilities": args.probabilities, **names}
     lines = []
-    if args.out:
-        write_predictions(args.out, predictions)
+    if not csv_to_stdout:
+        write_predictions(args.out, predictions, top=args.top_k or 1, **extra)
         lines.append(f"{len(predictions)} predictions written to {args.out}")
     elif not options.json_to_stdout(args):  # the result itself: printed even with --quiet
-        sys.stdout.write(predictions_csv(predictions))
-    options.report(args, [_prediction_record(p) for p in predictions], lines)
+        sys.stdout.write(predictions_csv(predictions, top=args.top_k or 1, **extra))
+    # the JSON has a 'top' list whenever --top-k is given, --top-k 1 too
+    records = [_prediction_record(p, top=args.top_k, **extra) for p in predictions]
+    options.report(args, records, lines)
     return 0
 
 
-def _prediction_record(prediction: Prediction) -> dict[str, Any]:
+def _check_top_k(k: int | None, head_levels: list[int], classes: int) -> None:
+    """``--top-k K`` within 1 and the run's classes (a multi-head run: its largest head's
+    levels)."""
+    most = max(head_levels) if head_levels else classes
+    if k is not None and not 1 <= k <= most:
+        what = f"a head has at most {most} levels" if head_levels else f"{most} classes"
+        raise CnnlabError(f"--top-k {k}: expected 1 to {most} (this run: {what})")
+
+
+def _prediction_record(
+    prediction: Prediction,
+    *,
+    top: int | None = None,
+    probabilities: bool = False,
+    class_names: Sequence[Any] = (),
+    factor_levels: Mapping[str, Sequence[Any]] | None = None,
+) -> dict[str, Any]:
     """A :class:`cnnlab.predict.Prediction` as data: the CSV's columns, and for a multi-head
-    model each head's level and probability."""
+    model each head's level and probability; with ``top`` a 'top' list of its ``top`` most
+    probable classes, with ``probabilities`` every class's (per head for a multi-head model)."""
+    from cnnlab.predict import probability_keys, top_k
+
     record: dict[str, Any] = {
         "input": prediction.source,
         "class_index": prediction.index,
         "class_name": prediction.name,
         "probability": prediction.probability,
     }
+    if not prediction.heads:
+        if top is not None:
+            record["top"] = [
+                {"class_index": r.index, "class_name": r.name, "probability": r.probability}
+                for r in top_k(prediction, top, class_names)
+            ]
+        if probabilities:
+            if prediction.probabilities is None:
+                raise CnnlabError(f"{prediction.source}: this prediction has no probabilities")
+            keys = probability_keys(class_names)
+            record["probabilities"] = dict(zip(keys, prediction.probabilities, strict=True))
     if prediction.heads:
-        record["heads"] = {
-            head: {"level": level, "probability": probability}
-            for head, (level, probability) in prediction.heads.items()
-        }
+        record["heads"] = {}
+        for head, (level, probability) in prediction.heads.items():
+            data: dict[str, Any] = {"level": level, "probability": probability}
+            levels = (factor_levels or {}).get(head, ())
+            if top is not None:
+                ranked = top_k(prediction, top, levels, head=head)
+                data["top"] = [{"level": r.name, "probability": r.probability} for r in ranked]
+            if probabilities:
+                every = prediction.head_probabilities[head]
+                data["probabilities"] = dict(zip(probability_keys(levels), every, strict=True))
+            record["heads"][head] = data
     return record
 
 
