@@ -29,7 +29,7 @@ from cnnlab.runfolder import ErrorFiles, metrics_record
 from cnnlab.training.run import Run
 from cnnlab.visualize.cam import grad_cam
 from cnnlab.visualize.gallery import plot_confused_pairs, plot_top_losses
-from cnnlab.visualize.hooks import default_layers
+from cnnlab.visualize.hooks import ExplanationLayer, explanation_layer
 
 
 def write_errors(
@@ -48,11 +48,13 @@ def write_errors(
     files.folder.mkdir(parents=True, exist_ok=True)
     labels = part.labels.numpy()
     sources = part.source_names()
-    layers = default_layers(run.model)
-    layer = layers[-1] if layers else None
+    shape = (run.preprocess.channels, *run.preprocess.image_size)
+    layer = explanation_layer(run.model, shape) if pictures else ExplanationLayer(None)
+    size = f" ({layer.size[0]}x{layer.size[1]} map)" if layer.size else ""
     record: dict[str, Any] = {
         "split_name": where,
-        "heatmap": f"Grad-CAM at {layer}" if layer else None,
+        "heatmap": f"Grad-CAM at {layer.label}{size}" if layer.name else None,
+        **({"heatmap_note": layer.note} if layer.note else {}),
         "sources": "files" if part.sources is not None else "split indices (#<index>)",
         "table": files.table.name,
     }
@@ -95,7 +97,7 @@ def _pictures(
     probabilities: np.ndarray,
     truth: np.ndarray,
     files: ErrorFiles,
-    layer: str | None,
+    layer: ExplanationLayer,
     head: str | None,
     where: str,
 ) -> dict[str, str]:
@@ -104,14 +106,14 @@ def _pictures(
     pictures: dict[str, str] = {}
     about = f"{where}, head {head}" if head else where
     top = [row["index"] for row in analysis["top_losses"]]
-    if top and layer is not None:
+    if top and layer.name is not None:
         index = torch.tensor(top)
         images = part.images[index]
         inputs = run.preprocess(images)
         predicted = torch.from_numpy(probabilities[top].argmax(axis=1))
         true = torch.from_numpy(np.asarray(truth)[top])
         maps = {
-            name: grad_cam(run.model, inputs, layer, head=head, target=target).maps
+            name: grad_cam(run.model, inputs, layer.name, head=head, target=target).maps
             for name, target in (("predicted", predicted), ("true", true))
         }
         captions = [_caption(row) for row in analysis["top_losses"]]
@@ -122,7 +124,7 @@ def _pictures(
             captions,
             files.top_losses(head),
             title=f"The {len(top)} highest losses ({about}): each image, then Grad-CAM at "
-            f"{layer} for the predicted class and for the true class",
+            f"{layer.label} for the predicted class and for the true class",
         )
         pictures["top_losses"] = path.name
     pairs = analysis["confused_pairs"]

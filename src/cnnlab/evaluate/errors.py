@@ -297,6 +297,8 @@ def error_lines(record: dict[str, Any], top: int = 5) -> list[str]:
         lines += _top_loss_lines(record["top_losses"][:top])
     else:
         lines += [f"  {line}" for line in _classifier_lines(record, top)]
+    if record.get("heatmap_note"):
+        lines.append(f"warning: {record['heatmap_note']}")
     return lines
 
 

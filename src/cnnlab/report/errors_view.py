@@ -28,6 +28,7 @@ class ClassifierErrors:
 class ErrorsView:
     summary: str
     heatmap: str | None
+    heatmap_note: str | None
     sources: str
     calibration: Figure
     calibration_table: Table
@@ -53,6 +54,7 @@ def errors_view(record: RunRecord, fig_dir: Path, stem: str) -> ErrorsView | Non
     return ErrorsView(
         summary=_wrong(errors) + (" (an image is right when every head is)" if heads else ""),
         heatmap=errors.get("heatmap"),
+        heatmap_note=errors.get("heatmap_note"),
         sources=errors.get("sources", ""),
         calibration=figure(path, f"Reliability diagram of {record.label}"),
         calibration_table=_calibration_table(curves),

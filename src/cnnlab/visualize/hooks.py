@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +42,59 @@ def default_layers(model: nn.Module) -> list[str]:
         for name, module in model.named_modules()
         if name and isinstance(module, SPATIAL_LAYERS)
     ]
+
+
+MIN_MAP = 4
+"""The smallest map side (px) at which a heatmap can still say *where*: a 1x1 or 2x2 map is
+one or four flat tiles over the whole image."""
+
+
+@dataclass(frozen=True)
+class ExplanationLayer:
+    """The layer a run's heatmaps are drawn at by default: ``name`` (None: the model has no
+    conv or pool layer), its map ``size`` (H, W), how it is shown (``label``) and a ``note``
+    when no layer's map is at least :data:`MIN_MAP` px on each side."""
+
+    name: str | None
+    size: tuple[int, int] | None = None
+    label: str = ""
+    note: str | None = None
+
+
+def explanation_layer(model: nn.Module, input_shape: tuple[int, int, int]) -> ExplanationLayer:
+    """The deepest conv or pool layer whose map is at least :data:`MIN_MAP` px on each side for
+    inputs of ``(C, H, W)`` (one probe forward pass), else the largest map with a note saying
+    the heatmaps cannot show where."""
+    layers = resolve_layers(model)
+    if not layers:
+        return ExplanationLayer(None)
+    probe = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = forward_to(model, probe, layers)
+    finally:
+        model.train(was_training)
+    sizes = {name: (int(out.shape[-2]), int(out.shape[-1])) for name, out in outputs.items()}
+    wide = [name for name, size in sizes.items() if min(size) >= MIN_MAP]
+    if wide:
+        name, note = wide[-1], None
+    else:
+        name = max(sizes, key=lambda n: min(sizes[n]))
+        note = (
+            f"no conv or pool layer of this model keeps a map of at least {MIN_MAP}x{MIN_MAP} px "
+            f"on {input_shape[1]}x{input_shape[2]} images; the heatmaps at {name} "
+            f"({sizes[name][0]}x{sizes[name][1]}) cannot show where the net looked"
+        )
+    return ExplanationLayer(name, sizes[name], layer_label(model, name, layers[name]), note)
+
+
+def layer_label(model: nn.Module, name: str, module: nn.Module) -> str:
+    """A layer as titles show it: its short name, with its type where the name is a bare index
+    (``3 (Conv2d)``: a user's ``nn.Sequential``)."""
+    bare = name.split(".")[-1].isdigit()
+    return f"{name} ({type(module).__name__})" if bare else name
 
 
 def resolve_layers(model: nn.Module, names: Sequence[str] | None = None) -> dict[str, nn.Module]:
