@@ -60,3 +60,32 @@ def test_keep_last_keeps_the_last_epoch_even_with_validation(
     info = json.loads(RunFolder(run).info.read_text())
     assert info["weights"]["chosen"] == "last epoch" and info["weights"]["epoch"] == 3
     assert _same_weights(run, "last")
+
+
+def test_load_run_and_predict_choose_the_weights(
+    tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.cli import main
+    from cnnlab.errors import CnnlabError
+
+    monkeypatch.setattr(Engine, "best_epoch", lambda self, history: 1 if history else None)
+    run = _train(tmp_path, mnist_dir, "data.val_fraction=0.25")
+    state = {k: v.clone() for k, v in cnnlab.load_run(run).model.state_dict().items()}
+    best = cnnlab.load_run(run, weights="best").model.state_dict()
+    last = cnnlab.load_run(run, weights="last").model.state_dict()
+    assert all(torch.equal(state[k], best[k]) for k in state)  # kept = best here
+    assert not all(torch.equal(state[k], last[k]) for k in state)
+    images = tmp_path / "images.npz"
+    import numpy as np
+
+    np.savez(images, images=np.random.default_rng(0).integers(0, 255, (20, 28, 28, 1), np.uint8))
+    outputs = {}
+    for which in ("kept", "last"):
+        out = tmp_path / f"{which}.json"
+        assert main(["predict", str(run), str(images), "--weights", which, "--json", str(out),
+                     "--probabilities", "--quiet"]) == 0  # fmt: skip
+        outputs[which] = json.loads(out.read_text())
+    assert outputs["kept"] != outputs["last"]
+    plain = _train(tmp_path / "plain", mnist_dir)
+    with pytest.raises(CnnlabError, match="no best checkpoint"):
+        cnnlab.load_run(plain, weights="best")

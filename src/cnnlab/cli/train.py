@@ -155,6 +155,13 @@ def _add_predict(commands: options.Commands) -> None:
         predict, "print nothing on stdout but the CSV when there is no --out (it is the result)"
     )
     options.device(predict, default="cpu")
+    predict.add_argument(
+        "--weights",
+        choices=("kept", "best", "last"),
+        default="kept",
+        help="kept: the weights the run kept (train.keep; the default, what evaluate and "
+        "export use); best: its checkpoint best on validation; last: its last epoch's",
+    )
     options.trust_code(predict)
     predict.set_defaults(handler=_predict)
 
@@ -166,7 +173,7 @@ def _predict(args: argparse.Namespace) -> int:
     csv_to_stdout = args.out is None or str(args.out) == options.STDOUT
     if args.out is not None and csv_to_stdout and options.json_to_stdout(args):
         raise CnnlabError("--out - and --json - both ask for stdout: write one of them to a file")
-    run = load_run(args.run_dir, args.device or "cpu")
+    run = load_run(args.run_dir, args.device or "cpu", args.weights)
     predictions = predict(run, args.input)
     heads = predictions[0].heads if predictions else {}  # a multi-head run: K per head
     _check_top_k(args.top_k, [len(run.factor_levels[h]) for h in heads], len(run.class_names))

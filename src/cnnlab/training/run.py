@@ -535,9 +535,15 @@ def _read_run_config(run_dir: Path) -> RunConfig:
     return config
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
+WEIGHTS = ("kept", "best", "last")
+"""Which weights :func:`load_run` loads: those the run kept (``train.keep``; what evaluate,
+report, visualize and export use), or its ``best`` or ``last`` checkpoint's."""
+
+
+def load_run(run_dir: str | Path, device: str = "cpu", weights: str = "kept") -> Run:
     """A trained model ready for inference, with its preprocessing and class names, on
-    ``device`` (cpu, auto, cuda or cuda:N): its predictions run there."""
+    ``device`` (cpu, auto, cuda or cuda:N): its predictions run there. ``weights``: see
+    :data:`WEIGHTS`."""
     run_dir = Path(run_dir)
     config = _read_run_config(run_dir)
     folder = RunFolder(run_dir)
@@ -555,11 +561,32 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         )
     except CnnlabError as exc:
         raise CnnlabError(f"{run_dir}: {exc}") from None
-    load_weights(folder.weights, model)
+    if weights == "kept":
+        load_weights(folder.weights, model)
+    else:
+        _load_checkpoint_weights(folder, weights, model, config.train.ema > 0)
     history = folder.read_history()
     where = resolve_device(device)
     model = model.to(where, memory_format=torch.channels_last).eval()
     return Run(run_dir, config, history, model, preprocess, class_names, info.dataset.factor_levels)
+
+
+def _load_checkpoint_weights(folder: RunFolder, which: str, model: nn.Module, ema: bool) -> None:
+    """The ``best`` or ``last`` checkpoint's weights (its moving average with ``train.ema``)
+    into ``model``; a missing checkpoint or another name is one clear line."""
+    if which not in WEIGHTS:
+        raise CnnlabError(f"--weights {which!r}: expected one of {', '.join(WEIGHTS)}")
+    path = folder.checkpoint(which)
+    if not path.is_file():
+        why = "it trained without a validation split" if which == "best" else "it has none"
+        raise CnnlabError(f"{folder.path}: no {which} checkpoint ({why}); use --weights kept")
+    state = load_checkpoint(path)
+    if ema:  # the AveragedModel's state: the model's under "module.", plus its counter
+        prefix = "module."
+        state = {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+    else:
+        state = state["model"]
+    model.load_state_dict(state)
 
 
 def _git_commit() -> str | None:
