@@ -164,3 +164,19 @@ def test_early_stopping_counts_patience_from_the_end_of_the_warm_up(mnist_dir: P
     engine.best_epoch = lambda history: 1 if history else None
     position = engine.fit(Position(), [EarlyStopping()])
     assert position.epoch == 3 and engine.stop_reason == "early stopping"
+
+
+def test_a_log_gets_plain_progress_lines_inside_a_long_epoch(
+    mnist_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnlab.training import progress as progress_module
+    from cnnlab.training.callbacks import ProgressLines
+
+    monkeypatch.setattr(progress_module, "LOG_EVERY", 0.0)  # every update: a line
+    engine = _engine(mnist_dir, "train.epochs=1", "train.batch_size=8")  # 38 batches
+    engine.progress = progress_module.Progress(enabled=True)
+    engine.progress.interactive = False  # as in a log file
+    engine.fit(Position(), [ProgressLines()])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "batches" in line]
+    assert lines and lines[0].startswith("epoch 1/1: 20/38 batches, loss ")
+    assert lines[0].endswith("s left in this epoch")
