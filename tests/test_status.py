@@ -93,7 +93,8 @@ def test_status_names_every_state_and_what_is_left(
     assert out[0] == status.headline()
     assert out[1:] == [
         "  training: training, epoch 1/2, test accuracy 0.6250",
-        "  killed: interrupted, epoch 1/2, test accuracy 0.6250",
+        "  killed: interrupted, epoch 1/2, test accuracy 0.6250 "
+        "(stopped before its first checkpoint: starts again)",
         "  elsewhere: training, epoch 1/2, test accuracy 0.6250",
         "  failed: failed, epoch 0/2",
     ]

@@ -186,10 +186,9 @@ def _add_status(commands: options.Commands) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from cnnlab.jobs.status import job_status
-    from cnnlab.runfolder import STATES
+    from cnnlab.jobs.status import RUN_STATES, job_status
 
     status = job_status(args.folder)
-    shown = ("waiting", "failed", *STATES) if args.all else ("training", "interrupted", "failed")
-    options.report(args, status.to_dict(), status.lines(shown))
+    shown = RUN_STATES if args.all else ("training", "interrupted", "failed")
+    options.report(args, status.to_dict(), [*status.lines(shown), *status.advice()])
     return 0

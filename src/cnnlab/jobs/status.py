@@ -28,11 +28,35 @@ from cnnlab.jobs.folder import (
 )
 from cnnlab.runfolder import RunFolder
 
+REPORT = "report.html"
+"""A job's report, written when every run is done (a study's and a reproduction's alike)."""
+
+
+RUN_STATES = ("waiting", "training", "interrupted", "trained", "done", "diverged", "failed")
+"""What :class:`RunStatus` calls a run's state, from not started to final."""
+
+TRAINING_LEFT = ("waiting", "training", "interrupted")
+"""The states of a run with training left."""
+
+UNTRAINED = ("absent", "started", "partial")
+"""The run folder states (:data:`cnnlab.runfolder.STATES`) of a run with training left."""
+
+_NOTES = {
+    ("done", None): "trained and evaluated",
+    ("trained", None): "not evaluated yet",
+    ("diverged", None): "loss NaN or inf",
+    ("waiting", None): "not started yet",
+    ("interrupted", "partial"): "resumable from its checkpoint",
+    ("interrupted", "started"): "stopped before its first checkpoint: starts again",
+}
+
 
 @dataclass(frozen=True)
 class RunStatus:
-    """One run's progress: ``state`` is ``waiting``, ``training``, ``interrupted``, ``trained``
-    (trained, its evaluation left or under way), ``done``, ``diverged`` or ``failed``."""
+    """One run's progress: ``state`` is one of :data:`RUN_STATES`: ``waiting`` (not started),
+    ``training`` (a process trains it now), ``interrupted`` (started, no process trains it),
+    ``trained`` (final weights, its evaluation left or under way), ``done`` (trained and
+    evaluated), ``diverged`` or ``failed`` (the job recorded its failure)."""
 
     name: str
     state: str
@@ -44,22 +68,34 @@ class RunStatus:
     """Mean seconds of its epochs so far (None before the first)."""
     images: int | None = None
     """Training images per epoch (from ``run.json``, else the plan; None: unknown)."""
+    folder_state: str = "absent"
+    """Its run folder's :meth:`~cnnlab.runfolder.RunFolder.state` (``partial``: a checkpoint
+    to resume from; ``started``: none yet)."""
+
+    @property
+    def training_left(self) -> bool:
+        """Whether the run has epochs left to train (waiting, training or interrupted)."""
+        return self.state in TRAINING_LEFT
 
     def line(self) -> str:
         of = f"/{self.epochs}" if self.epochs else ""
         text = f"{self.name}: {self.state}, epoch {self.epoch}{of}"
         if self.accuracy is not None:
             text += f", {self.accuracy_split} accuracy {self.accuracy:.4f}"
-        return text
+        note = _NOTES.get((self.state, None)) or _NOTES.get((self.state, self.folder_state))
+        return f"{text} ({note})" if note else text
 
 
 @dataclass(frozen=True)
 class JobStatus:
-    """Every planned run's :class:`RunStatus` and what they add up to."""
+    """Every planned run's :class:`RunStatus` and what they add up to; ``also_left``: the
+    job's work left besides its runs' training and evaluation (a reproduction's ``pictures``,
+    a job's ``report``), which the headline names once no training is left."""
 
     kind: str
     folder: Path
     runs: tuple[RunStatus, ...]
+    also_left: tuple[str, ...] = ()
 
     def count(self, *states: str) -> int:
         return sum(r.state in states for r in self.runs)
@@ -68,46 +104,95 @@ class JobStatus:
     def training(self) -> tuple[RunStatus, ...]:
         return tuple(r for r in self.runs if r.state == "training")
 
+    @property
+    def to_train(self) -> tuple[RunStatus, ...]:
+        """The runs with training left (waiting, training, interrupted); a trained run, one
+        done or diverged has none, and a failed one waits for the job to run again."""
+        return tuple(r for r in self.runs if r.training_left)
+
     def eta_seconds(self) -> float | None:
         """About how long the epochs left take, spread over the runs training now (or one):
         each run's epochs left at its own mean epoch time; a run not measured yet at the
         median seconds per training image of the measured runs times its images, or at their
-        median epoch time when its images are unknown."""
+        median epoch time when its images are unknown. 0 when no run has training left (a
+        trained run's evaluation is not training); None when it cannot be told."""
+        left_runs = self.to_train
+        if not left_runs:
+            return 0.0
         measured = [r for r in self.runs if r.epoch_seconds]
-        if not measured:
+        if not measured or all(r.epochs is None for r in left_runs):
             return None
         typical = statistics.median(r.epoch_seconds or 0.0 for r in measured)
         rates = [r.epoch_seconds / r.images for r in measured if r.epoch_seconds and r.images]
         rate = statistics.median(rates) if rates else None
         left = 0.0
-        for run in self.runs:
-            if run.state in ("done", "diverged", "failed", "trained") or run.epochs is None:
+        for run in left_runs:
+            if run.epochs is None:
                 continue
             epoch = run.epoch_seconds or (rate * run.images if rate and run.images else typical)
             left += max(0, run.epochs - run.epoch) * epoch
         return left / max(1, len(self.training))
 
+    def work_left(self) -> list[str]:
+        """What is left to do, in order: ``training`` (a run with training left),
+        ``evaluation`` (a run trained or to train), then :attr:`also_left`; empty when the job
+        is complete (failed runs aside)."""
+        evaluation = self.to_train or self.count("trained")
+        return [
+            *(["training"] if self.to_train else []),
+            *(["evaluation"] if evaluation else []),
+            *self.also_left,
+        ]
+
     def headline(self) -> str:
-        done = self.count("done", "diverged")
-        text = (
-            f"{self.kind} {self.folder}: {done}/{len(self.runs)} runs done, "
-            f"{len(self.training)} training, {len(self.runs) - done} left"
-        )
-        failed = self.count("failed")
-        if failed:
-            text += f", {failed} failed"
-        eta = self.eta_seconds()
-        if eta is not None and done < len(self.runs):
-            text += f", about {_duration(eta)} of training left"
+        """``<kind> <folder>: D/N runs done, T training, L left``: done counts the runs
+        evaluated (or diverged), left every other run, and the trained runs among those left
+        are named (not evaluated yet). Then the failed runs, and about how much training is
+        left, or that none is and, for a job, what else is left to do."""
+        done, diverged = self.count("done", "diverged"), self.count("diverged")
+        trained, failed, left = self.count("trained"), self.count("failed"), len(self.runs) - done
+        text = f"{self.kind} {self.folder}: {done}/{len(self.runs)} runs done"
+        text += f" ({diverged} diverged)" if diverged else ""
+        text += f", {len(self.training)} training, {left} left"
+        text += f" ({trained} trained, not evaluated yet)" if trained else ""
+        text += f", {failed} failed" if failed else ""
+        if self.to_train:
+            eta = self.eta_seconds()
+            return text + (f", about {_duration(eta)} of training left" if eta is not None else "")
+        if any(r.state == "failed" and r.folder_state in UNTRAINED for r in self.runs):
+            return text  # a failed run trains again when the job runs again
+        text += ", no training left" if left else ""
+        if self.also_left:
+            text += "; still to do: " + ", ".join(
+                [*(["evaluation"] if trained else []), *self.also_left]
+            )
         return text
 
     def lines(self, states: tuple[str, ...] = ("training", "trained")) -> list[str]:
         """The headline, then one line per run in one of ``states``."""
         return [self.headline(), *(f"  {r.line()}" for r in self.runs if r.state in states)]
 
+    def advice(self) -> list[str]:
+        """How to go on, said once: resume an interrupted run, evaluate a trained one (a run
+        folder); run the job's command again (a job that no process trains now)."""
+        interrupted, trained = self.count("interrupted"), self.count("trained")
+        if self.kind == "run":
+            return [
+                *([f"  resume: cnnlab train --resume {self.folder}"] if interrupted else []),
+                *([f"  evaluate: cnnlab evaluate {self.folder}"] if trained else []),
+            ]
+        if self.training or not (interrupted or trained):
+            return []
+        command = "study" if self.kind == "study" else "reproduce"
+        text = f"  to go on: the same cnnlab {command} command again (it resumes interrupted runs "
+        text += "and evaluates trained ones)"
+        return [text + ("; one run alone: cnnlab train --resume RUN" if interrupted else "")]
+
     def to_dict(self) -> dict[str, Any]:
-        """The status as plain data (``cnnlab status --json``): what the headline adds up and
-        every run's progress."""
+        """The status as plain data (``cnnlab status --json``): what the headline adds up (runs
+        per state in ``states``; ``runs_left`` counts every run not done, ``runs_trained`` the
+        trained ones among them, ``runs_to_train`` those with training left), what is left to
+        do, and every run's progress."""
         done = self.count("done", "diverged")
         return {
             "kind": self.kind,
@@ -116,8 +201,12 @@ class JobStatus:
             "runs_done": done,
             "runs_training": len(self.training),
             "runs_left": len(self.runs) - done,
+            "runs_trained": self.count("trained"),
+            "runs_to_train": len(self.to_train),
             "runs_failed": self.count("failed"),
-            "eta_seconds": self.eta_seconds() if done < len(self.runs) else None,
+            "states": {state: self.count(state) for state in RUN_STATES},
+            "eta_seconds": self.eta_seconds(),
+            "work_left": self.work_left(),
             "headline": self.headline(),
             "runs": [asdict(run) for run in self.runs],
         }
@@ -135,7 +224,26 @@ def job_status(folder: str | Path) -> JobStatus:
             f"{folder}: not a reproduction, study or run folder (no {REPRODUCTION_FILE}, "
             f"{STUDY_FILE} or {RunFolder(folder).config.name})"
         )
-    return JobStatus(kind, folder, tuple(run_status(p) for p in planned))
+    runs = tuple(run_status(p) for p in planned)
+    return JobStatus(kind, folder, runs, _also_left(kind, folder, planned, runs))
+
+
+def _also_left(
+    kind: str, folder: Path, planned: list[Planned], runs: tuple[RunStatus, ...]
+) -> tuple[str, ...]:
+    """A job's work left besides training and evaluating its runs: a reproduction's
+    ``pictures`` (a model's run, named without a ``/`` unlike its studies' runs, trained but
+    without current pictures) and a job's ``report`` (no ``report.html`` yet)."""
+    if kind == "run":
+        return ()
+    pictures = kind == "reproduction" and any(
+        "/" not in p.name
+        and r.state in ("trained", "done")
+        and not RunFolder(p.folder).pictures_current()
+        for p, r in zip(planned, runs, strict=True)
+    )
+    report = not (folder / REPORT).is_file()
+    return (*(["pictures"] if pictures else []), *(["report"] if report else []))
 
 
 def run_status(planned: Planned) -> RunStatus:
@@ -163,6 +271,7 @@ def run_status(planned: Planned) -> RunStatus:
         split,
         statistics.fmean(seconds) if seconds else None,
         _images(folder) or planned.images,
+        state,
     )
 
 
