@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError, Interrupted
@@ -27,6 +27,12 @@ from cnnlab.training.objectives import objective_for
 from cnnlab.training.optim import build_optimizer, build_scheduler
 from cnnlab.training.precision import as_float, autocast, resolve_precision
 from cnnlab.training.progress import Progress
+
+EMA_STATISTICS_IMAGES = 4096
+"""Training images (a fixed seeded sample) on which the moving average's BatchNorm statistics
+are recomputed before each evaluation: averaged running statistics do not fit averaged weights
+(a ResNet on 6,000 MNIST images, 3 epochs, ``ema`` 0.95: 0.934 with them, 0.952 recomputed,
+0.955 for the trained weights; at 0.999 on Fashion-MNIST the average stayed at chance)."""
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 """``history.csv``'s columns without a validation split (with one, ``val_loss`` and
@@ -301,6 +307,7 @@ class Engine:
 
     def _end_epoch(self, position: Position, hooks: Sequence[Callback]) -> None:
         """Evaluate, record the epoch in the history and call the callbacks' ``after_epoch``."""
+        self._refresh_ema_statistics()
         train = self.dist.sum(torch.tensor(position.sums, dtype=torch.float64))
         row = {
             "epoch": position.epoch + 1,
@@ -315,6 +322,23 @@ class Engine:
         position.sums, position.seconds = [], 0.0
         for hook in hooks:
             hook.after_epoch(self, position)
+
+    @torch.no_grad()
+    def _refresh_ema_statistics(self) -> None:
+        """The moving average's BatchNorm statistics recomputed (cumulatively, as
+        ``torch.optim.swa_utils.update_bn`` does) on :data:`EMA_STATISTICS_IMAGES` training
+        images, the same ones every epoch and in every process."""
+        norms = (nn.modules.batchnorm._BatchNorm,)
+        if self.ema is None or not any(isinstance(m, norms) for m in self.ema.modules()):
+            return
+        order = epoch_order(len(self.dataset.train), self.config.seed, -1, self.device)
+        index = order[:EMA_STATISTICS_IMAGES]
+        size = self.t.eval_batch_size
+        batches = (
+            self._input(self.train_images.index_select(0, index[i : i + size]))
+            for i in range(0, index.numel(), size)
+        )
+        update_bn(batches, self.ema.module)
 
     def best_epoch(self, history: list[dict[str, float]]) -> int | None:
         """The epoch with the best validation accuracy (None without a validation split):
