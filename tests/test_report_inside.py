@@ -132,10 +132,11 @@ def test_score_table_equals_scores_json(report: dict[str, str], runs) -> None:
             "rank_corr_random",
         )  # fmt: skip
         for cells, row in zip(rows, scores["rows"], strict=True):
-            numbers = cells[-len(metrics) - 1 : -1]
+            numbers = cells[-len(metrics) - 2 : -2]
             assert numbers == ["–" if row[m] is None else f"{row[m]:.3f}" for m in metrics]
             rho = row["rank_corr_random"]
-            assert cells[-1] == ("–" if rho is None else "passes" if rho < 0.5 else "fails")
+            assert cells[-2] == ("–" if rho is None else "passes" if rho < 0.5 else "fails")
+            assert cells[-1] == ("worse than random" if row["worse_than_random"] else "")
             names = [row["head"]] if key == "mh" else []
             names += [METHOD_NAMES[row["method"]], row["layer"] or "–"]
             assert cells[: len(names)] == names

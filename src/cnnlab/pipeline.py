@@ -14,10 +14,6 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
-SCORE_IMAGES = 128
-"""Test images of the scoreboard of explanation methods when pictures are made here (every
-run: faithfulness and the randomisation check; with masks, localisation too)."""
-
 
 def prepare_runs(
     run_dirs: Iterable[str | Path],
@@ -28,8 +24,9 @@ def prepare_runs(
 ) -> list[Path]:
     """Evaluate every finished run that has no current test metrics and, with ``pictures``,
     look inside every run whose pictures are missing or older than its model (with the
-    scoreboard of explanation methods; ``visualize_options`` go to ``visualize_run`` and win).
-    Returns the runs it worked on; a run that is not finished is left for the report
+    scoreboard of explanation methods on ``cnnlab.visualize.api.SCORE_IMAGES`` test images, as
+    ``cnnlab visualize --score`` makes it; ``visualize_options`` go to ``visualize_run`` and
+    win). Returns the runs it worked on; a run that is not finished is left for the report
     to refuse with its own message."""
     from cnnlab.evaluate import evaluate_run
 
@@ -56,9 +53,11 @@ def prepare_runs(
 
 
 def _pictures(folder: RunFolder, options: Mapping[str, Any] | None) -> None:
+    from cnnlab.report.inside_view import scoreboard_figure
     from cnnlab.visualize import visualize_run
 
-    settings = {"score": True, "score_images": SCORE_IMAGES, **(options or {})}
+    # The scoreboard's sample size is visualize_run's default: the one cnnlab visualize uses.
+    settings = {"score": True, "scoreboard_figure": scoreboard_figure, **(options or {})}
     visualize_run(folder.path, folder.visualize, **settings)
 
 

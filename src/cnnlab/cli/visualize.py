@@ -19,8 +19,9 @@ def add(commands: options.Commands) -> None:
         + ", ".join(m.title for m in chosen(drawn()))
         + ") and their raw arrays into --out; --score ranks the explanation methods by "
         "evidence: localisation against the Lines masks, faithfulness (deletion and insertion "
-        "curves, any dataset) and the randomisation check. It runs on the CPU (no --device: "
-        "the pictures' code keeps its tensors there).",
+        "curves, any dataset) and the randomisation check, on the same seeded test images as "
+        "cnnlab report --inside, and writes its table (scores.json) and figure (scores.png). "
+        "It runs on the CPU (no --device: the pictures' code keeps its tensors there).",
     )
     visualize.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     visualize.add_argument(
@@ -47,7 +48,8 @@ def add(commands: options.Commands) -> None:
     visualize.add_argument(
         "--score",
         action="store_true",
-        help="the scoreboard of explanation methods (masks, faithfulness, randomisation)",
+        help="the scoreboard of explanation methods (masks, faithfulness, randomisation) on "
+        "seeded test images, as cnnlab report --inside: scores.json and its figure scores.png",
     )
     visualize.add_argument(
         "--method",
@@ -70,9 +72,10 @@ def add(commands: options.Commands) -> None:
 
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab.predict import read_images
+    from cnnlab.report.inside_view import scoreboard_figure
     from cnnlab.runfolder import RunFolder
     from cnnlab.training import load_run
-    from cnnlab.visualize import format_scores, visualize_run
+    from cnnlab.visualize import format_scoreboard, visualize_run
 
     images = None
     if args.images is not None:
@@ -88,9 +91,13 @@ def _visualize(args: argparse.Namespace) -> int:
         target_class=target,
         score=args.score,
         methods=args.methods,
+        scoreboard_figure=scoreboard_figure,
     )
     lines = [f"pictures and arrays written to {out}"]
     if drawn.scores:
-        lines.append(format_scores(drawn.scores["rows"]))
+        names = [Path(str(drawn.scores_json)).name]
+        names += [f"its figure {Path(drawn.scores_png).name}"] if drawn.scores_png else []
+        lines.append(f"scoreboard written to {out}: {' and '.join(names)}")
+        lines.append(format_scoreboard(drawn.scores))
     options.report(args, drawn.to_dict(), lines)
     return 0

@@ -85,13 +85,15 @@ class Gallery:
 
 @dataclass(frozen=True)
 class Scores:
-    """The localisation scores: the reading, the table and what its columns mean."""
+    """The scoreboard: the reading, the table and what its columns mean."""
 
     reading: str
     table: Table
     note: str
     figure: Figure | None = None
-    """Localisation against faithfulness, per head (None without faithfulness scores)."""
+    """Faithfulness, against localisation with masks, per head (None without faithfulness)."""
+    figure_note: str = ""
+    """How to read the figure, in the words of the data (no line without masks)."""
 
 
 @dataclass(frozen=True)
@@ -194,16 +196,23 @@ def _settings(inside: Pictures) -> list[tuple[str, str]]:
     if filters:
         rows.append(("filter images", _filter_settings(filters)))
     if inside.scores is not None:
-        scores = inside.scores
-        rows.append(
-            (
-                "scores",
-                f"{integer(scores.get('images'))} test images (seed {scores.get('seed', '–')}), "
-                f"{'against the line masks and ' if scores.get('masks') else ''}against a copy "
-                "of the model with re-initialised weights",
-            )
-        )
+        rows.append(("scores", _score_sample(inside.scores)))
     return rows
+
+
+def _score_sample(scores: Mapping[str, Any]) -> str:
+    """The images the scoreboard was measured on, and against what, in words."""
+    parts = ["against the line masks"] if scores.get("masks") else []
+    if scores.get("faithfulness_images"):
+        parts.append(
+            f"by deletion and insertion on the first {integer(scores['faithfulness_images'])}"
+        )
+    sane = integer(scores.get("sanity_images", scores.get("images")))
+    parts.append(f"against a copy of the model with re-initialised weights on the first {sane}")
+    return (
+        f"{integer(scores.get('images'))} test images (seed {scores.get('seed', '–')}): "
+        + "; ".join(parts)
+    )
 
 
 def _layer_shape(inside: Pictures, name: str) -> str:
@@ -331,7 +340,8 @@ def _heatmaps(inside: Pictures, drawn: tuple[Picture, ...], label: str) -> tuple
 
 def _scores(scores: Mapping[str, Any], label: str) -> Scores:
     """The reading, the table (one row per head, method and layer; best values bold, the
-    random reference not competing) and the figure of localisation against faithfulness."""
+    random reference not competing; rows that delete or insert worse than it flagged) and the
+    figure of faithfulness (against localisation, with masks)."""
     rows = scores["rows"]
     masks = bool(scores.get("masks"))
     faithful = any(r.get("insertion") is not None for r in rows)
@@ -347,7 +357,40 @@ def _scores(scores: Mapping[str, Any], label: str) -> Scores:
         "layer",
         *(SCORE_HEADERS[m] for m in metrics),
         "randomisation check",
+        *(["faithfulness"] if faithful else []),
     ]
+    body = _score_rows(rows, metrics, heads, faithful)
+    first = len(headers) - len(metrics) - 1 - faithful
+    note = _score_note(scores, masks, faithful, heads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = scoreboard_figure(scores, Path(tmp) / "board.png")
+        what = "localisation and faithfulness" if masks else "faithfulness"
+        board = None if path is None else figure(path, f"Explanation methods of {label}: {what}")
+    return Scores(
+        " ".join(score_reading(scores)),
+        table(headers, body, numeric=range(first, first + len(metrics)), cls="scores"),
+        note,
+        board,
+        _figure_note(masks),
+    )
+
+
+def scoreboard_figure(scores: Mapping[str, Any], path: Path) -> Path | None:
+    """The figure of a ``scores.json`` record (:func:`~cnnlab.report.figures.plot_scoreboard`):
+    per head, each method's faithfulness against its energy in the mask, or as bars without
+    masks; the random reference dashed. None (nothing written) without faithfulness scores.
+    The report shows it, and ``cnnlab visualize --score`` writes it (``scores.png``)."""
+    rows = scores["rows"]
+    if not any(r.get("insertion") is not None for r in rows):
+        return None
+    return plot_scoreboard(by_head(rows), METHOD_NAMES, path, bool(scores.get("masks")))
+
+
+def _score_rows(
+    rows: list[Mapping[str, Any]], metrics: list[str], heads: bool, faithful: bool
+) -> list[list[Any]]:
+    """The table's rows: names, scores (each column's best bold), the randomisation check's
+    verdict and, with faithfulness, the flag of a method worse than random maps."""
     ranked = (*LOCALISATION, *FAITHFULNESS)
     best = {
         (head, m): (min if m == "deletion" else max)(
@@ -367,20 +410,24 @@ def _scores(scores: Mapping[str, Any], label: str) -> Scores:
             cells.append(Cell(text, strong=True) if strong and not is_reference(row) else text)
         verdict = passes(row)
         cells.append("–" if verdict is None else "passes" if verdict else "fails")
+        if faithful:
+            cells.append("worse than random" if row.get("worse_than_random") else "")
         body.append(cells)
-    first = len(headers) - len(metrics) - 1
-    note = _score_note(scores, masks, faithful, heads)
-    board = None
-    if faithful:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = plot_scoreboard(by_head(rows), METHOD_NAMES, Path(tmp) / "board.png", masks)
-            board = figure(path, f"Explanation methods of {label}: localisation and faithfulness")
-    return Scores(
-        " ".join(score_reading(scores)),
-        table(headers, body, numeric=range(first, len(headers) - 1), cls="scores"),
-        note,
-        board,
+    return body
+
+
+def _figure_note(masks: bool) -> str:
+    """How to read the scoreboard's figure."""
+    faithfulness = (
+        "faithfulness (insertion minus deletion area; higher: the model's answer depends more "
+        "on the pixels the map ranks first)"
     )
+    if masks:
+        return (
+            f"Each method: {faithfulness} against localisation (the share of the map's positive "
+            "heat on the line). Dashed: random maps."
+        )
+    return f"Each method's {faithfulness}, as a bar. Dashed: random maps."
 
 
 def _score_note(scores: Mapping[str, Any], masks: bool, faithful: bool, heads: bool) -> str:
@@ -396,7 +443,10 @@ def _score_note(scores: Mapping[str, Any], masks: bool, faithful: bool, heads: b
             "pixels are replaced by the training mean (deletion: lower is better) or put back "
             "into a mean image (insertion: higher is better), in "
             f"{integer(scores.get('faithfulness_steps'))} steps, averaged over the first "
-            f"{integer(scores.get('faithfulness_images'))} images; needs no masks. {note}"
+            f"{integer(scores.get('faithfulness_images'))} images"
+            f"{'; needs no masks' if masks else ''}. "
+            "Worse than random: a larger deletion or a smaller insertion area than the random "
+            f"reference's. {note}"
         )
     if masks:
         note = (

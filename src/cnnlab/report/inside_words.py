@@ -18,15 +18,15 @@ METHOD_NAMES = {**{name: m.title for name, m in REGISTRY.items()}, "random": "ra
 """How the reading and the score table name each method (its title) and the random reference."""
 
 SCORE_HEADERS = {
-    "pointing": "pointing game",
-    "pointing_1px": "within 1 px",
-    "energy": "energy in mask",
-    "topk_iou": "top-k IoU",
-    "deletion": "deletion area",
-    "insertion": "insertion area",
-    "rank_corr_random": "rank corr. with random weights",
+    "pointing": "pointing game ↑",
+    "pointing_1px": "within 1 px ↑",
+    "energy": "energy in mask ↑",
+    "topk_iou": "top-k IoU ↑",
+    "deletion": "deletion area ↓",
+    "insertion": "insertion area ↑",
+    "rank_corr_random": "rank corr. with random weights ↓",
 }
-"""The score table's column headings."""
+"""The score table's column headings, each with the way it is better (↑ higher, ↓ lower)."""
 
 
 def method_name(row: Mapping[str, Any]) -> str:
@@ -64,7 +64,8 @@ def by_head(rows: Sequence[Mapping[str, Any]]) -> dict[str | None, list[Mapping[
 
 
 def score_reading(scores: Mapping[str, Any]) -> list[str]:
-    """The score table in a few plain sentences, every figure taken from ``scores``."""
+    """The score table in a few plain sentences, every figure taken from ``scores``; the
+    sentences on the line (pointing at it, heat on it) only where the data has masks."""
     rows = scores["rows"]
     n = integer(scores.get("images"))
     groups = by_head(rows)
@@ -178,7 +179,22 @@ def faithfulness_reading(scores: Mapping[str, Any]) -> list[str]:
                 f"faithfulness (Spearman {rho:.2f} over {len(methods)} methods)"
             )
         sentences.append(text + ".")
-    return sentences
+        sentences.append(_worse_sentence(group, where))
+    return [s for s in sentences if s]
+
+
+def _worse_sentence(group: Sequence[Mapping[str, Any]], where: str) -> str:
+    """Which methods delete or insert worse than random maps ("" where none does)."""
+    worse = [method_name(r) for r in group if r.get("worse_than_random")]
+    if not worse:
+        return ""
+    one = len(worse) == 1
+    names = joined(worse)
+    return (
+        f"{where}{names if where else _cap(names)} {'does' if one else 'do'} worse than random "
+        f"maps on deletion or insertion: {'its' if one else 'their'} order of pixels says less "
+        "about the model's answer than chance (marked in the table)."
+    )
 
 
 def _agree(rho: float) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "layer_activations": "cnnlab.visualize.activations",
+    "SCORE_IMAGES": "cnnlab.visualize.api",
     "Visualization": "cnnlab.visualize.api",
     "default_sample": "cnnlab.visualize.api",
     "score_run": "cnnlab.visualize.api",
@@ -36,16 +37,25 @@ _WHERE = {
     "resolve_layers": "cnnlab.visualize.hooks",
     "Method": "cnnlab.visualize.methods",
     "energy_share": "cnnlab.visualize.scoring",
+    "flag_worse_than_random": "cnnlab.visualize.scoring",
+    "format_scoreboard": "cnnlab.visualize.scoring",
     "format_scores": "cnnlab.visualize.scoring",
     "pointing_game": "cnnlab.visualize.scoring",
     "print_scores": "cnnlab.visualize.scoring",
     "rank_correlation": "cnnlab.visualize.scoring",
     "topk_iou": "cnnlab.visualize.scoring",
+    "worse_than_random": "cnnlab.visualize.scoring",
 }
 
 if TYPE_CHECKING:
     from cnnlab.visualize.activations import layer_activations
-    from cnnlab.visualize.api import Visualization, default_sample, score_run, visualize_run
+    from cnnlab.visualize.api import (
+        SCORE_IMAGES,
+        Visualization,
+        default_sample,
+        score_run,
+        visualize_run,
+    )
     from cnnlab.visualize.attribution import attribute
     from cnnlab.visualize.cam import (
         METHODS,
@@ -62,11 +72,14 @@ if TYPE_CHECKING:
     from cnnlab.visualize.methods import Method
     from cnnlab.visualize.scoring import (
         energy_share,
+        flag_worse_than_random,
+        format_scoreboard,
         format_scores,
         pointing_game,
         print_scores,
         rank_correlation,
         topk_iou,
+        worse_than_random,
     )
 
 
@@ -84,6 +97,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "METHODS",
+    "SCORE_IMAGES",
     "FilterImages",
     "FilterSettings",
     "Heatmap",
@@ -95,6 +109,8 @@ __all__ = [
     "default_sample",
     "energy_share",
     "explain",
+    "flag_worse_than_random",
+    "format_scoreboard",
     "format_scores",
     "grad_cam",
     "guided_backprop",
@@ -109,4 +125,5 @@ __all__ = [
     "topk_iou",
     "visualize_filters",
     "visualize_run",
+    "worse_than_random",
 ]

@@ -4,7 +4,8 @@ Writes into ``out_dir``: ``inputs.npy`` (the images explained); per layer
 ``activations_<layer>.png/.npz`` and ``filters_<layer>.png/.npz``; per head (multi-head models)
 one ``<picture>[_<head>].png`` per picture of the methods drawn (``gradcam``, ``saliency`` ...:
 :mod:`~cnnlab.visualize.methods`) with one ``heatmaps[_<head>].npz``; ``scores.json`` when
-scoring; and ``summary.json`` (what it returns: :class:`Visualization`).
+scoring (and its figure ``scores.png``, given the function that draws it); and ``summary.json``
+(what it returns: :class:`Visualization`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,12 +34,33 @@ from cnnlab.visualize.figures import plot_activations, plot_filters, plot_heatma
 from cnnlab.visualize.filters import FilterSettings, visualize_filters
 from cnnlab.visualize.hooks import resolve_layers
 from cnnlab.visualize.methods import Method, chosen, drawn, pictures, scored
-from cnnlab.visualize.scoring import RANDOM, agreement, randomized_copy, score_row
+from cnnlab.visualize.scoring import (
+    RANDOM,
+    agreement,
+    flag_worse_than_random,
+    randomized_copy,
+    score_row,
+)
 
 SAMPLE_SEED = 0
 """The default images are the same for every run of a dataset: drawn with this seed."""
 
 SAMPLE_SIZE = 8
+
+SCORE_IMAGES = 128
+"""Seeded test images of the scoreboard of explanation methods, wherever it is made without a
+count given: ``cnnlab visualize --score``, ``visualize_run(score=True)``, :func:`score_run` and
+``cnnlab report --inside`` (one run, one scoreboard). Faithfulness is measured on the first
+:data:`FAITHFULNESS_IMAGES` of them, the randomisation check on the first
+:data:`SANITY_IMAGES`; ``scores.json`` records all three counts."""
+
+SCOREBOARD_PNG = "scores.png"
+"""The scoreboard's figure in a visualize folder (``scores_png`` in its summary)."""
+
+ScoreboardFigure = Callable[[Mapping[str, Any], Path], "Path | None"]
+"""Draws a ``scores.json`` record's figure to a path; returns it (None: nothing to draw). The
+report's (:func:`cnnlab.report.inside_view.scoreboard_figure`): ``cnnlab visualize --score``
+and ``cnnlab report --inside`` pass it to :func:`visualize_run` (a later layer than this)."""
 
 FAITHFULNESS_IMAGES = 128
 """Of the scored images, how many get deletion and insertion curves (each costs
@@ -65,9 +87,10 @@ class Visualization:
     or the class asked for), the ``images`` explained (count, source, ``npy``; for the test
     sample their indices and labels), per layer the ``activations`` and ``filters`` written, per
     head (``output``: a model with one output) the ``heatmaps`` (targets, pictures, ``npz``,
-    ``methods``) and, where scored, the ``scores`` (as ``scores.json``) and ``scores_json``
-    (its path; both None when not scored). :meth:`to_dict` is ``summary.json``;
-    :func:`cnnlab.runfolder.read_pictures` reads such a folder back."""
+    ``methods``) and, where scored, the ``scores`` (as ``scores.json``), ``scores_json`` (its
+    path) and ``scores_png`` (the path of its figure; all None when not scored).
+    :meth:`to_dict` is ``summary.json``; :func:`cnnlab.runfolder.read_pictures` reads such a
+    folder back."""
 
     run: str
     out: str
@@ -81,9 +104,10 @@ class Visualization:
     heatmaps: dict[str, Any] = field(repr=False)
     scores: dict[str, Any] | None = field(default=None, repr=False)
     scores_json: str | None = None
+    scores_png: str | None = None
     _record: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("scores", "scores_json")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("scores", "scores_json", "scores_png")
     """The fields a summary holds only where they apply (scoring)."""
 
     def __post_init__(self) -> None:
@@ -121,9 +145,10 @@ def visualize_run(
     filters: bool = True,
     filter_layers: Sequence[str] | None = None,
     filter_settings: FilterSettings | None = None,
-    score_images: int = 256,
+    score_images: int = SCORE_IMAGES,
     batch_size: int = 256,
     methods: Sequence[str] | None = None,
+    scoreboard_figure: ScoreboardFigure | None = None,
 ) -> Visualization:
     """Activations, filter images and heatmaps of a trained run; optionally scored heatmaps.
 
@@ -135,7 +160,8 @@ def visualize_run(
     ``layers``; a pool layer's channels are its convolution's, pooled); ``filters=False`` skips
     them. ``score``: score the scored methods (CAM-style ones per layer) on ``score_images``
     seeded test images: against the object masks (Lines), by faithfulness (deletion and
-    insertion) and against a re-initialised model (:func:`score_run`); writes ``scores.json``.
+    insertion) and against a re-initialised model (:func:`score_run`); writes ``scores.json``
+    and, with ``scoreboard_figure``, its figure ``scores.png`` (:data:`ScoreboardFigure`).
     ``methods``: names in :mod:`~cnnlab.visualize.methods` to draw and score (default: those
     with a picture are drawn, the scored ones scored). Returns what it drew: paths, shapes,
     targets and scores (:class:`Visualization`; ``to_dict()`` is ``summary.json``).
@@ -151,7 +177,7 @@ def visualize_run(
     summary["filters"] = drawing.filters(filter_layers, filter_settings) if filters else {}
     summary["heatmaps"] = drawing.heatmaps(methods)
     if score:
-        summary.update(drawing.scores(score_images, methods))
+        summary.update(drawing.scores(score_images, methods, scoreboard_figure))
     record = {"format": FORMAT, **summary}
     write_json(drawing.out / VISUALIZE_SUMMARY, record)
     return Visualization.from_record(record)
@@ -233,8 +259,11 @@ class _Drawing:
             )
         return written
 
-    def scores(self, n: int, methods: Sequence[str] | None) -> dict[str, Any]:
-        """The scoreboard on ``n`` test images (:func:`score_run`), written to ``scores.json``."""
+    def scores(
+        self, n: int, methods: Sequence[str] | None, draw: ScoreboardFigure | None
+    ) -> dict[str, Any]:
+        """The scoreboard on ``n`` test images (:func:`score_run`), written to ``scores.json``,
+        and its figure drawn by ``draw`` (``scores.png``; none without ``draw``)."""
         scores = score_run(
             self.run,
             self.layers,
@@ -246,7 +275,11 @@ class _Drawing:
             methods=methods,
         )
         write_json(self.out / VISUALIZE_SCORES, scores)
-        return {"scores": scores, "scores_json": str(self.out / VISUALIZE_SCORES)}
+        written = {"scores": scores, "scores_json": str(self.out / VISUALIZE_SCORES)}
+        figure = None if draw is None else draw(scores, self.out / SCOREBOARD_PNG)
+        if figure is not None:
+            written["scores_png"] = str(figure)
+        return written
 
 
 def _sample(run: Run, images: torch.Tensor | np.ndarray | None) -> _Sample:
@@ -326,7 +359,7 @@ def score_run(
     heads: Sequence[str | None],
     target_class: int | str | None = None,
     *,
-    n: int = 256,
+    n: int = SCORE_IMAGES,
     faithfulness_images: int = FAITHFULNESS_IMAGES,
     sanity_images: int = SANITY_IMAGES,
     batch_size: int = 256,
@@ -340,8 +373,10 @@ def score_run(
     localisation against the object masks (Lines; none without masks), by
     faithfulness (deletion and insertion areas on the first ``faithfulness_images`` of them)
     and by the randomisation check (on the first ``sanity_images``); rows as in
-    :data:`~cnnlab.visualize.scoring.METRICS`, with a ``random`` reference row per head, and
-    the :func:`~cnnlab.visualize.scoring.agreement` of the mask and faithfulness rankings."""
+    :data:`~cnnlab.visualize.scoring.METRICS`, with a ``random`` reference row per head, each
+    row flagged ``worse_than_random`` where it deletes or inserts worse than that reference
+    (:func:`~cnnlab.visualize.scoring.flag_worse_than_random`), and the
+    :func:`~cnnlab.visualize.scoring.agreement` of the mask and faithfulness rankings."""
     start = time.perf_counter()
     dataset = dataset or prepare_dataset(run.config)
     test = dataset.test
@@ -360,6 +395,7 @@ def score_run(
         seed=seed,
     )
     rows = [row for head in heads for row in scoring.rows(head, target_class)]
+    rows = flag_worse_than_random(rows)
     return {
         "images": len(picked),
         "faithfulness_images": scoring.few,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import torch
@@ -187,17 +188,76 @@ def _name(row: dict[str, Any]) -> str:
     return row["method"] + (f" at {row['layer']}" if row.get("layer") else "")
 
 
-def format_scores(rows: Sequence[dict[str, Any]]) -> str:
-    """The score table as aligned text: one line per head, method and layer."""
+DIRECTION = {
+    "pointing": "↑",
+    "pointing_1px": "↑",
+    "energy": "↑",
+    "topk_iou": "↑",
+    "deletion": "↓",
+    "insertion": "↑",
+    "rank_corr_random": "↓",
+}
+"""Which way each score is better: ↑ higher, ↓ lower (the terminal table's headers)."""
+
+WORSE_THAN_RANDOM = "worse than random"
+"""The terminal table's flag of a row that deletes or inserts worse than its head's random
+reference (the report's table says the same; ``worse_than_random`` in ``scores.json``)."""
+
+
+def worse_than_random(
+    row: Mapping[str, Any], reference: Mapping[str, Any] | None
+) -> tuple[str, ...]:
+    """The faithfulness measures on which ``row`` does worse than the random ``reference`` of
+    its head: ``deletion`` (a larger area) and ``insertion`` (a smaller one); () where it does
+    not, where either is not measured, and for the reference itself."""
+    if reference is None or row is reference or row.get("method") == RANDOM:
+        return ()
+    worse = []
+    for key, sign in (("deletion", 1.0), ("insertion", -1.0)):
+        mine, chance = row.get(key), reference.get(key)
+        if mine is not None and chance is not None and sign * (mine - chance) > 0:
+            worse.append(key)
+    return tuple(worse)
+
+
+def flag_worse_than_random(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with ``worse_than_random`` added to each: True where the row deletes or inserts
+    worse than its head's random reference (:func:`worse_than_random`), False where it does
+    not (the reference: False), None where faithfulness was not measured."""
+    flagged = []
+    for row, reference in zip(rows, _references(rows), strict=True):
+        measured = row.get("deletion") is not None or row.get("insertion") is not None
+        worse = bool(worse_than_random(row, reference)) if measured and reference else None
+        flagged.append({**row, "worse_than_random": worse})
+    return flagged
+
+
+def _references(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any] | None]:
+    """Each row's random reference: the ``random`` row of its head (None: it has none)."""
+    found = {r.get("head"): r for r in rows if r.get("method") == RANDOM}
+    return [found.get(r.get("head")) for r in rows]
+
+
+def shown_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns of :data:`METRICS` that apply: those some row has a value for (no
+    localisation without masks, no faithfulness where it was not measured)."""
+    return [m for m in METRICS if any(r.get(m) is not None for r in rows)]
+
+
+def format_scores(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The score table as aligned text: one line per head, method and layer; only the columns
+    that apply (:func:`shown_metrics`), each header with its direction (↑ higher is better,
+    ↓ lower), rows that do worse than random on deletion or insertion flagged at their end,
+    and a legend under the table."""
     keys = [k for k in ("head", "method", "layer") if any(r.get(k) for r in rows)]
-    header = [*keys, *METRICS]
-    table = [header]
+    metrics = shown_metrics(rows)
+    table = [[*keys, *(f"{m} {DIRECTION[m]}" for m in metrics)]]
     for row in rows:
         table.append(
             [str(row.get(k) or "-") for k in keys]
-            + ["-" if row.get(m) is None else f"{row[m]:.3f}" for m in METRICS]
+            + ["-" if row.get(m) is None else f"{row[m]:.3f}" for m in metrics]
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = [
         "  ".join(
             cell.ljust(width) if i < len(keys) else cell.rjust(width)
@@ -205,9 +265,62 @@ def format_scores(rows: Sequence[dict[str, Any]]) -> str:
         )
         for line in table
     ]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    flags = [worse_than_random(r, ref) for r, ref in zip(rows, _references(rows), strict=True)]
+    for i, worse in enumerate(flags, start=1):
+        if worse:
+            lines[i] += f"  {WORSE_THAN_RANDOM} ({', '.join(worse)})"
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([lines[0], rule, *lines[1:], *_legend(metrics, any(flags))])
 
 
-def print_scores(rows: Sequence[dict[str, Any]], file: IO[str] | None = None) -> None:
-    """Print :func:`format_scores` (to stdout by default)."""
-    print(format_scores(rows), file=file or sys.stdout)
+def _legend(metrics: Sequence[str], flagged: bool) -> list[str]:
+    """The lines under the table: which way is better, and what the columns shown measure
+    (each wrapped at 100 characters)."""
+    entries = ["↑ higher is better, ↓ lower is better; random: maps of uniform noise, chance level"]
+    if "pointing" in metrics:
+        entries.append(
+            "pointing: the map's hottest pixel is on the object's mask (pointing_1px: within "
+            "1 px); energy: the share of its positive heat in the mask; topk_iou: the overlap of "
+            "its k hottest pixels with the mask's k pixels"
+        )
+    if "deletion" in metrics or "insertion" in metrics:
+        worse = f"; {WORSE_THAN_RANDOM}: a larger deletion or a smaller insertion area"
+        entries.append(
+            "deletion / insertion: area under the explained class's probability as the map's "
+            "hottest pixels are deleted / inserted first" + (worse if flagged else "")
+        )
+    if "rank_corr_random" in metrics:
+        entries.append(
+            "rank_corr_random: rank correlation with the maps of a copy of the model with "
+            "re-initialised weights (the randomisation check: lower, the maps owe more to what "
+            "was learnt)"
+        )
+    return [line for entry in entries for line in textwrap.wrap(entry, 100, subsequent_indent="  ")]
+
+
+def describe_sample(scores: Mapping[str, Any]) -> str:
+    """How many test images the scoreboard of ``scores`` was measured on, in one line."""
+    n = scores.get("images")
+    parts = [f"localisation against the masks on all {n}"] if scores.get("masks") else []
+    if scores.get("faithfulness_images"):
+        parts.append(f"deletion and insertion on the first {scores['faithfulness_images']}")
+    if scores.get("sanity_images"):
+        parts.append(f"the randomisation check on the first {scores['sanity_images']}")
+    text = f"scoreboard of explanation methods on {n} test images (seed {scores.get('seed', '-')})"
+    text += ": " + ", ".join(parts) if parts else ""
+    return text + ("" if scores.get("masks") else "; no localisation (the data has no masks)")
+
+
+def format_scoreboard(scores: Mapping[str, Any]) -> str:
+    """A ``scores.json``'s scoreboard as text: the images it was measured on, then the table
+    (:func:`format_scores`)."""
+    return describe_sample(scores) + "\n" + format_scores(scores["rows"])
+
+
+def print_scores(
+    scores: Mapping[str, Any] | Sequence[Mapping[str, Any]], file: IO[str] | None = None
+) -> None:
+    """Print a scoreboard (to stdout by default): a ``scores.json`` record as
+    :func:`format_scoreboard`, a list of rows as :func:`format_scores`."""
+    text = format_scoreboard(scores) if isinstance(scores, Mapping) else format_scores(scores)
+    print(text, file=file or sys.stdout)
