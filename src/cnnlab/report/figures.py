@@ -30,6 +30,14 @@ from cnnlab.fileio import atomic_path
 DPI = 120
 """Pixels per inch of every PNG (the report shows them at 96 CSS px per inch)."""
 
+MIN_PT = 8.5
+"""The smallest text in any figure, in points: the report shows figures at 96 CSS px per inch,
+so 8.5 pt is 11.3 px on screen (``cnnlab.visualize.figures`` keeps the same floor)."""
+
+MAX_WIDTH_IN = 13.5
+"""The widest figure, in inches: 1,296 CSS px fits the report's column in a 1,400 px window,
+so the browser never shrinks a figure (and its text with it)."""
+
 SMALL_K = 30
 """Up to this many classes a confusion matrix is drawn cell by cell, with numbers."""
 
@@ -105,12 +113,20 @@ def plot_learning_curve(
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     if not values:
         ax.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax, [row["epoch"] for history in histories.values() for row in history])
     ax.set_title(f"{metric.capitalize()} per epoch")
     ax.grid(alpha=0.3)
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+    ax.legend(handles=handles, fontsize=9, loc="best", framealpha=0.85)
     return _save(fig, path, svg=svg)
+
+
+def _epoch_axis(ax: Axes, epochs: Sequence[float]) -> None:
+    """Whole epochs along x; a single epoch is one tick (not 0.945, 0.960, ...)."""
+    ax.set_xlabel("epoch")
+    if len(set(epochs)) == 1:
+        ax.set_xticks([epochs[0]])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_learning_curves(
@@ -139,20 +155,23 @@ def plot_confusion(
 ) -> Path:
     """Counts and row-normalised (% of each true class) side by side, numbers in the cells.
 
-    Meant for up to :data:`SMALL_K` classes; blank cells are zero.
+    Meant for up to :data:`SMALL_K` classes; blank cells are zero. Both panels fit
+    :data:`MAX_WIDTH_IN`; where a cell is too small for its number at :data:`MIN_PT` (many
+    classes, large counts) the cell shows only its colour, and the panel's title says so.
     """
     counts = np.asarray(confusion, dtype=np.int64)
     k = counts.shape[0]
     share = _row_normalised(counts)
-    side = min(8.0, max(3.6, 0.42 * k + 1.2))
-    cell_pt = (side - 1.2) / k * 72
-    font = min(9.0, max(4.5, 0.36 * cell_pt))
-    name_font = min(9.0, max(5.0, 0.6 * cell_pt))
+    cell = min(0.42, (MAX_WIDTH_IN - 3.8) / (2 * k))  # inches: both panels within the width
+    side = max(3.6, cell * k + 1.2)
+    cell_pt = cell * 72
+    font = max(MIN_PT, min(10.0, 0.36 * cell_pt))
+    name_font = max(MIN_PT, min(10.0, 0.6 * cell_pt))
     longest = max(len(n) for n in class_names)
     rotate = 90 if longest > 2 else 0
     labels_in = longest * name_font / 72 * 0.6 if rotate else 0.0  # height of rotated names
     height = side - 0.2 + labels_in + (0.4 if title else 0.0)
-    fig = Figure(figsize=(2 * side + 1.4, height), layout="constrained")
+    fig = Figure(figsize=(min(2 * side + 1.4, MAX_WIDTH_IN), height), layout="constrained")
     panels = (
         (counts, "counts", "Blues", lambda v, c: str(c) if c else ""),
         (share, "row-normalised (% of true class)", "Greens", _percent_text),
@@ -161,21 +180,29 @@ def plot_confusion(
         ax = fig.add_subplot(1, 2, i + 1)
         vmax = max(float(data.max()), 1e-9)
         image = ax.imshow(data, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+        hidden = False
         for (r, c), value in np.ndenumerate(data):
             label = text(value, counts[r, c])
-            if label:
+            if label and _text_width_pt(label, font) > 0.95 * cell_pt:
+                hidden = True
+            elif label:
                 colour = "white" if value > 0.55 * vmax else "black"
                 ax.text(c, r, label, ha="center", va="center", fontsize=font, color=colour)
         _class_ticks(ax, class_names, name_font, rotate)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name + ("\n(numbers where they fit)" if hidden else ""), fontsize=10)
         bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
         if i == 1:
             bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def _text_width_pt(text: str, size: float) -> float:
+    """About how wide ``text`` is at ``size`` points (DejaVu Sans: digits 0.64 em)."""
+    return 0.64 * size * len(text)
 
 
 def _percent_text(value: float, count: int) -> str:
@@ -264,9 +291,9 @@ def plot_factor_confusion(
     if counts.shape != (layout.k, layout.k):
         raise ValueError(f"confusion is {counts.shape}, factor levels give {layout.k} classes")
     factors = list((factor_analysis or {}).get("factors", {}).items())
-    fig = Figure(figsize=(12.0, 14.0 if factors else 10.4), layout="constrained")
+    fig = Figure(figsize=(12.0, 15.4 if factors else 10.4), layout="constrained")
     if factors:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[10.0, 4.0])
+        top, bottom = fig.subfigures(2, 1, height_ratios=[10.4, 5.0])
     else:
         top, bottom = fig, None
     ax = top.add_subplot()
@@ -306,9 +333,9 @@ def _draw_factor_matrix(ax: Axes, counts: np.ndarray, layout: _Layout) -> None:
         for j in range(len(layout.tick_levels))
     ]
     labels = layout.tick_levels * layout.n_outer
-    every = max(1, math.ceil(len(centres) / 64))
-    ax.set_xticks(centres[::every], labels[::every], fontsize=6.5, rotation=90)
-    ax.set_yticks(centres[::every], labels[::every], fontsize=6.5)
+    every = max(1, math.ceil(len(centres) / 48))  # 48 names at MIN_PT fill the side
+    ax.set_xticks(centres[::every], labels[::every], fontsize=MIN_PT, rotation=90)
+    ax.set_yticks(centres[::every], labels[::every], fontsize=MIN_PT)
     ax.tick_params(length=2, pad=1.5)
     ax.set_xlim(-0.5, k - 0.5)
     ax.set_ylim(k - 0.5, -0.5)
@@ -348,20 +375,20 @@ def _draw_factor_panel(
     share = _row_normalised(counts)
     levels = [str(v) for v in factor["levels"]]
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    scale = 1.3 if large else 1.0
-    font = scale * (8.0 if len(levels) <= 4 else 6.5)
+    scale = 1.15 if large else 1.0
+    font = max(MIN_PT, scale * (10.0 if len(levels) <= 4 else MIN_PT))
     for (r, c), count in np.ndenumerate(counts):
         if count:
             colour = "white" if share[r, c] > 0.55 else "black"
             ax.text(c, r, str(count), ha="center", va="center", fontsize=font, color=colour)
     ticks = range(len(levels))
     rotate = 90 if len(levels) > 4 else 0
-    ax.set_xticks(ticks, levels, fontsize=7 * scale, rotation=rotate)
-    ax.set_yticks(ticks, levels, fontsize=7 * scale)
+    ax.set_xticks(ticks, levels, fontsize=9 * scale, rotation=rotate)
+    ax.set_yticks(ticks, levels, fontsize=9 * scale)
     ax.tick_params(length=2, pad=1)
-    ax.set_xlabel("predicted", fontsize=8 * scale)
-    ax.set_ylabel("true", fontsize=8 * scale)
-    ax.set_title(f"{name}: accuracy {factor['accuracy']:.1%}", fontsize=9 * scale)
+    ax.set_xlabel("predicted", fontsize=9.5 * scale)
+    ax.set_ylabel("true", fontsize=9.5 * scale)
+    ax.set_title(f"{name}: accuracy {factor['accuracy']:.1%}", fontsize=10 * scale)
 
 
 # -- multi-head ---------------------------------------------------------------------------------
@@ -377,8 +404,10 @@ def plot_head_confusions(heads: Mapping[str, Mapping[str, Any]], path: Path) -> 
     if not items:
         raise ValueError("no heads to draw")
     # a small matrix gets half the side of a 12x12 one: readable, and the row stays short
-    widths = [max(1.0, len(h["levels"]) / 7.5) for _, h in items]
-    fig = Figure(figsize=(min(1.0 + 2.6 * sum(widths), 16.0), 4.4), layout="constrained")
+    widths = [max(1.0, len(h["levels"]) / 6.0) for _, h in items]
+    width = min(1.0 + 2.6 * sum(widths), MAX_WIDTH_IN)
+    fig = Figure(figsize=(width, 5.4), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.1)  # the turned level names need a margin below
     axes = fig.subplots(1, len(items), width_ratios=widths)
     for ax, (name, head) in zip(np.atleast_1d(axes), items, strict=True):
         _draw_factor_panel(ax, name, head, large=True)
@@ -437,14 +466,13 @@ def plot_head_curves(
         loss_ax.set_ylabel("loss")
     loss_ax.set_title("Loss per head per epoch")
     for ax in (acc_ax, loss_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
         if not epochs:
             ax.text(
                 0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes
             )
-    fig.legend(handles=handles, loc="outside right center", fontsize=8.5, framealpha=0.85)
+    fig.legend(handles=handles, loc="outside right center", fontsize=9, framealpha=0.85)
     return _save(fig, path, svg=svg)
 
 
@@ -477,13 +505,13 @@ def plot_per_class_f1(
 
 def _horizontal_f1(values: np.ndarray, names: Sequence[str], mean: float) -> Figure:
     k = len(values)
-    fig = Figure(figsize=(7.0, 0.22 * k + 1.3), layout="constrained")
+    fig = Figure(figsize=(7.0, 0.24 * k + 1.3), layout="constrained")
     ax = fig.add_subplot()
     rows = np.arange(k)
     ax.barh(rows, values, color=_colour_by_value(values), edgecolor="0.3", lw=0.3)
     for row, value in zip(rows, values, strict=True):
-        ax.text(1.02, row, f"{value:.3f}", va="center", fontsize=7)
-    ax.set_yticks(rows, list(names), fontsize=7 if k > 30 else 8)
+        ax.text(1.02, row, f"{value:.3f}", va="center", fontsize=MIN_PT)
+    ax.set_yticks(rows, list(names), fontsize=MIN_PT if k > 30 else 9)
     ax.set_ylim(k - 0.5, -0.5)
     ax.set_xlim(0, 1.12)
     ax.axvline(mean, color="0.3", ls="--", lw=1)
@@ -522,8 +550,8 @@ def _grouped_f1(values: np.ndarray, layout: _Layout, mean: float) -> Figure:
         ax.axhline(block.mean(), color="0.3", ls="--", lw=1)
         title = layout.outer_label(o) or "all classes"
         ax.set_title(f"{title}: mean F1 {block.mean():.3f}", fontsize=10)
-        ax.set_xticks(x, ticks, fontsize=8)
-        ax.set_xlabel(layout.tick_name, fontsize=9)
+        ax.set_xticks(x, ticks, fontsize=9)
+        ax.set_xlabel(layout.tick_name, fontsize=9.5)
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
         if o % cols == 0:
@@ -533,7 +561,7 @@ def _grouped_f1(values: np.ndarray, layout: _Layout, mean: float) -> Figure:
             *axes[0].get_legend_handles_labels(),
             loc="outside upper right",
             ncols=layout.group,
-            fontsize=8,
+            fontsize=9,
         )
     fig.suptitle(f"Per-class F1 (macro mean {mean:.3f})", fontsize=12)
     return fig
@@ -569,41 +597,74 @@ def _colour_by_value(values: np.ndarray) -> list[Any]:
 # -- calibration ---------------------------------------------------------------------------------
 
 
+RIGHT, WRONG = "#2f8f46", "#c8372d"
+"""The colours of right and of wrong answers in the confidence histograms."""
+
+
 def plot_reliability(curves: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> Path:
     """Per classifier (the model, or each head and the joint answer): the reliability diagram
     (accuracy against mean confidence per bin, the diagonal is perfect calibration) above the
-    histogram of the confidence of right and of wrong answers (log counts)."""
+    histogram of the confidence of right and of wrong answers (side by side, log counts).
+
+    One column per classifier, up to five to a row; several fill the report's column.
+    """
     n = len(curves)
-    fig = Figure(figsize=(2.6 * n + 0.3, 4.6), layout="constrained")
-    axes = fig.subplots(2, n, squeeze=False, height_ratios=(3, 2))
-    for k, (name, c) in enumerate(curves):
-        edges = np.asarray(c["edges"], dtype=float)
-        centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-        accuracy = np.array([np.nan if v is None else v for v in c["accuracy"]], dtype=float)
-        top = axes[0, k]
-        top.bar(centres, np.nan_to_num(accuracy), width=width, color="#4c72b0", alpha=0.8,
-                edgecolor="white", label="accuracy")  # fmt: skip
-        top.plot([0, 1], [0, 1], color="#444", lw=0.8, ls="--", label="perfect")
-        top.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=name)
-        top.set_ylabel("accuracy in the bin" if k == 0 else "")
-        top.text(0.03, 0.93, f"ECE {c['ece']:.4f}", transform=top.transAxes, fontsize=7)
-        if k == 0:
-            top.legend(fontsize=6, loc="lower right")
-        bottom = axes[1, k]
-        for part, colour in (("right", "#55a868"), ("wrong", "#c44e52")):
-            counts = np.asarray(c[part]["histogram"], dtype=float)
-            bottom.bar(centres, counts, width=width, color=colour, alpha=0.6,
-                       label=f"{part} ({c[part]['count']:,})")  # fmt: skip
-        bottom.set_yscale("symlog", linthresh=1)
-        bottom.set(xlim=(0, 1), xlabel="confidence")
-        bottom.set_ylabel("images" if k == 0 else "")
-        bottom.legend(fontsize=6, loc="upper left")
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(7.0 if n == 1 else MAX_WIDTH_IN, 6.2 * rows), layout="constrained")
+    grid = fig.subplots(2 * rows, cols, squeeze=False, height_ratios=(3, 2) * rows)
+    for k in range(rows * cols):
+        top, bottom = grid[2 * (k // cols), k % cols], grid[2 * (k // cols) + 1, k % cols]
+        if k >= n:
+            top.set_visible(False)
+            bottom.set_visible(False)
+            continue
+        name, curve = curves[k]
+        _reliability_panel(top, name, curve, k % cols == 0)
+        _confidence_histogram(bottom, curve, k % cols == 0)
         for ax in (top, bottom):
-            ax.tick_params(labelsize=6)
-            ax.title.set_fontsize(8)
-            ax.xaxis.label.set_fontsize(7)
-            ax.yaxis.label.set_fontsize(7)
+            ax.tick_params(labelsize=9)
+            ax.xaxis.label.set_fontsize(9.5)
+            ax.yaxis.label.set_fontsize(9.5)
     return _save(fig, path)
+
+
+def _bins(curve: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.asarray(curve["edges"], dtype=float)
+    return (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+
+
+def _reliability_panel(ax: Axes, name: str, curve: Mapping[str, Any], first: bool) -> None:
+    """Accuracy per confidence bin against the diagonal, with the ECE."""
+    centres, width = _bins(curve)
+    accuracy = np.array([np.nan if v is None else v for v in curve["accuracy"]], dtype=float)
+    ax.bar(centres, np.nan_to_num(accuracy), width=width, color="#4c72b0", alpha=0.85,
+           edgecolor="white", label="accuracy in the bin")  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="#333", lw=1.0, ls="--", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence")
+    ax.set_title(name, fontsize=11)
+    ax.set_ylabel("accuracy in the bin" if first else "")
+    ax.text(0.03, 0.95, f"ECE {curve['ece']:.4f}", transform=ax.transAxes, fontsize=10,
+            va="top", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})  # fmt: skip
+    if first:
+        ax.legend(fontsize=9, loc="lower right", framealpha=0.9)
+
+
+def _confidence_histogram(ax: Axes, curve: Mapping[str, Any], first: bool) -> None:
+    """Right and wrong answers per confidence bin, as neighbouring bars (log counts)."""
+    centres, width = _bins(curve)
+    highest = 1.0
+    for offset, part, colour in ((-0.25, "right", RIGHT), (0.25, "wrong", WRONG)):
+        counts = np.asarray(curve[part]["histogram"], dtype=float)
+        highest = max(highest, float(counts.max(initial=0)))
+        ax.bar(centres + offset * width, counts, width=width / 2, color=colour,
+               label=f"{part} ({curve[part]['count']:,})")  # fmt: skip
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(0, highest * 40)  # headroom: the legend above the bars
+    ax.set(xlim=(0, 1), xlabel="confidence")
+    ax.set_ylabel("images (log scale)" if first else "")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left", framealpha=0.9)
 
 
 # -- the scoreboard of explanation methods --------------------------------------------------------
@@ -616,11 +677,20 @@ def plot_scoreboard(
     masks: bool,
 ) -> Path:
     """Per head: each method's faithfulness (insertion minus deletion area) against its energy
-    in the mask (with masks), or as bars (without); the random reference dashed."""
+    in the mask (with masks), or as bars (without); the random reference dashed. Two panels
+    to a row, as wide as the report's column."""
     n = len(groups)
-    fig = Figure(figsize=(4.6 * n + 0.4, 4.0), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    for ax, (head, rows) in zip(axes, groups.items(), strict=True):
+    cols = min(n, 2)
+    longest = max(
+        (sum(r["method"] != "random" for r in rows) for rows in groups.values()), default=1
+    )
+    panel_h = 4.6 if masks else max(3.6, 0.2 * longest + 1.4)
+    width = 6.8 if n == 1 else MAX_WIDTH_IN
+    fig = Figure(figsize=(width, panel_h * math.ceil(n / cols) + 0.2), layout="constrained")
+    axes = fig.subplots(math.ceil(n / cols), cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for ax, (head, rows) in zip(axes, groups.items(), strict=False):
         scored = [r for r in rows if r.get("insertion") is not None]
         methods = [r for r in scored if r["method"] != "random"]
         reference = next((r for r in scored if r["method"] == "random"), None)
@@ -628,27 +698,54 @@ def plot_scoreboard(
         faithful = [r["insertion"] - r["deletion"] for r in methods]
         if masks and all(r.get("energy") is not None for r in methods):
             energy = [r["energy"] for r in methods]
-            ax.scatter(energy, faithful, s=14, color="#4c72b0", zorder=3)
-            for x, y, text in zip(energy, faithful, labels, strict=True):
-                ax.annotate(text, (x, y), fontsize=5, xytext=(3, 2), textcoords="offset points")
+            ax.scatter(energy, faithful, s=18, color="#4c72b0", zorder=3)
+            ax.set_xlim(0, 1)
             if reference is not None and reference.get("energy") is not None:
                 ax.axvline(reference["energy"], color="#888", ls="--", lw=0.8)
-            ax.set_xlabel("energy in the mask (localisation)", fontsize=7)
-            ax.set_xlim(0, 1)
+            if reference is not None:
+                level = reference["insertion"] - reference["deletion"]
+                ax.axhline(level, color="#888", ls="--", lw=0.8)
+            _label_points(ax, energy, faithful, labels, (width / cols - 1.0, panel_h - 1.2))
+            ax.set_xlabel("energy in the mask (localisation)", fontsize=9.5)
+            ax.set_ylabel("insertion − deletion area (faithfulness)", fontsize=9.5)
         else:
             ax.barh(range(len(methods)), faithful, color="#4c72b0")
-            ax.set_yticks(range(len(methods)), labels, fontsize=5)
+            ax.set_yticks(range(len(methods)), labels, fontsize=MIN_PT)
             ax.invert_yaxis()
-            ax.set_xlabel("insertion − deletion area", fontsize=7)
-        if reference is not None:
-            level = reference["insertion"] - reference["deletion"]
-            (ax.axhline if masks else ax.axvline)(level, color="#888", ls="--", lw=0.8)
-        if masks:
-            ax.set_ylabel("insertion − deletion area (faithfulness)", fontsize=7)
-        ax.set_title(f"head {head}" if head else "explanation methods", fontsize=8)
-        ax.tick_params(labelsize=6)
+            ax.set_xlabel("insertion − deletion area", fontsize=9.5)
+            if reference is not None:
+                ax.axvline(reference["insertion"] - reference["deletion"], color="#888",
+                           ls="--", lw=0.8)  # fmt: skip
+        ax.set_title(f"head {head}" if head else "explanation methods", fontsize=10.5)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _label_points(
+    ax: Axes,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    size_in: tuple[float, float],
+) -> None:
+    """Each point named at :data:`MIN_PT`, beside it; a name that would cover one already
+    placed moves down (with a thin line to its point). ``size_in``: the axes' rough size."""
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    line = MIN_PT * 1.25 / 72 / size_in[1]  # one line of text, in axes fractions
+    placed: list[tuple[float, float, float]] = []  # left, right, y of each placed name
+    order = sorted(zip(xs, ys, labels, strict=True), key=lambda p: -p[1])
+    for x, y, text in order:
+        fx, fy = (x - x0) / (x1 - x0) + 0.012, (y - y0) / (y1 - y0)
+        right = fx + _text_width_pt(text, MIN_PT) * 0.9 / 72 / size_in[0]
+        ty = fy
+        while any(a < right and fx < b and abs(ty - py) < line for a, b, py in placed):
+            ty -= line / 2
+        placed.append((fx, right, ty))
+        arrow = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if fy - ty > line / 2 else None
+        ax.annotate(text, (x, y), xytext=(fx, ty), textcoords="axes fraction", fontsize=MIN_PT,
+                    va="center", arrowprops=arrow)  # fmt: skip
 
 
 def _method_label(row: Mapping[str, Any], names: Mapping[str, str]) -> str:

@@ -44,6 +44,7 @@ class Cell:
     colspan: int = 1
     numeric: bool | None = None
     span: str | None = None  # a CSS class: the value inside a <span> of that class
+    title: str | None = None  # the full value, shown on hover where the cell shows it shortened
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def environment() -> jinja2.Environment:
     )
     env.globals.update(version=__version__)
     env.tests["cell"] = lambda value: isinstance(value, Cell)
+    env.tests["table"] = lambda value: isinstance(value, Table)  # a table inside a cell
     return env
 
 

@@ -252,14 +252,72 @@ def provenance_table(record: RunRecord) -> Table:
             f"{hardware.get('world_size', 1)} process(es), "
             f"precision {hardware.get('precision', 'fp32')}",
         ),
-        ("preprocess", compact_json(run.preprocess)),
-        ("dataset provenance", compact_json(data.provenance)),
+        ("preprocess", settings_table(run.preprocess)),
+        ("dataset provenance", settings_table(data.provenance)),
     ]
     seconds = record.metrics.get("seconds")
     speed = record.metrics.get("images_per_second")
     if isinstance(seconds, int | float):
         rows.append(("evaluation", f"{seconds:.2f} s, {speed or 0:,.0f} images/s"))
     return facts(rows)
+
+
+HASH_SHOWN = 12
+"""Characters of a file hash the provenance shows (the whole hash in the cell's title and in
+``run.json``)."""
+
+LIST_SHOWN = 12
+"""Items of a list the provenance shows (all of them in the cell's title)."""
+
+
+def settings_table(values: Mapping[str, Any], depth: int = 0) -> Table | str:
+    """A mapping from ``run.json`` (the preprocessing, the dataset's provenance) as a small
+    key/value table: nested mappings as nested tables (two levels; deeper ones as plain text),
+    lists as comma-separated items, numbers rounded, file hashes shortened (whole in the
+    cell's title)."""
+    if not values:
+        return "–"
+    rows = [
+        (Cell(str(key), header=True), _setting(value, depth + 1)) for key, value in values.items()
+    ]
+    return table(("", ""), rows, cls="kv", head=False)
+
+
+def _setting(value: Any, depth: int) -> Any:
+    """One value of :func:`settings_table`: a nested table, a shortened :class:`Cell` or text."""
+    if isinstance(value, Mapping):
+        return settings_table(value, depth) if depth < 2 else _plain(value)
+    if isinstance(value, str) and _is_hash(value):
+        return Cell(value[:HASH_SHOWN] + "…", title=value)
+    if isinstance(value, list | tuple) and len(value) > LIST_SHOWN:
+        shown = _plain(list(value[:LIST_SHOWN]))
+        return Cell(f"{shown}, … ({len(value)} in all)", title=_plain(value))
+    text = _plain(value)
+    items = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, float) for v in items):  # rounded: the exact numbers in the title
+        exact = ", ".join(str(v) for v in items)
+        return Cell(text, title=exact) if exact != text else text
+    return text
+
+
+def _plain(value: Any) -> str:
+    """``value`` as words, no JSON braces: ``a 1, b 2``; lists comma-separated (``;`` between
+    mappings); floats to 4 significant digits."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {_plain(v)}" for key, v in value.items()) or "–"
+    if isinstance(value, list | tuple):
+        joint = "; " if any(isinstance(v, Mapping | list | tuple) for v in value) else ", "
+        return joint.join(_plain(v) for v in value) or "–"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "–" if value is None else str(value)
+
+
+def _is_hash(text: str) -> bool:
+    """A hex digest (sha256, md5 and the like): too long to read, worth comparing."""
+    return len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _weights_kept(weights: dict[str, Any] | None) -> str:

@@ -19,6 +19,16 @@ from cnnlab.fileio import atomic_path
 
 DPI = 120
 
+MIN_PT = 8.5
+"""The smallest text in any picture, in points: the report shows pictures at 96 CSS px per
+inch, so 8.5 pt is 11.3 px on screen (as ``cnnlab.report.figures.MIN_PT``)."""
+
+LABEL_PT = 9.0
+"""Row labels, panel titles and captions."""
+
+TITLE_PT = 10.0
+"""A picture's title."""
+
 
 def input_rgb(images: torch.Tensor) -> np.ndarray:
     """uint8 (N, C, H, W) -> float (N, H, W, 3) in [0, 1]; one channel is drawn grey."""
@@ -77,7 +87,7 @@ def plot_activations(
     first = mosaic(a[0], columns, gap=gap)
     maps_h = maps_w * first.shape[0] / first.shape[1]
     row_h = max(maps_h, 0.75)
-    fig = Figure(figsize=(1.5 + maps_w, (row_h + 0.22) * n + 0.45), layout="constrained")
+    fig = Figure(figsize=(2.5 + maps_w, (row_h + 0.22) * n + 0.7), layout="constrained")
     fig.get_layout_engine().set(hspace=0.12 / max(row_h, 1e-3), h_pad=0.02)
     grid = fig.add_gridspec(n, 2, width_ratios=[min(row_h, 0.9), maps_w])
     rgb = input_rgb(images)
@@ -89,15 +99,16 @@ def plot_activations(
         ax.imshow(rgb[i], interpolation="nearest")
         _blank(ax)
         name = labels[i] if labels is not None else f"image {i}"
-        ax.set_ylabel(f"{name}\n[{low:.2g}, {high:.2g}]", fontsize=5)
+        _row_label(ax, f"{name}\n[{low:.2g}, {high:.2g}]")
         ax = fig.add_subplot(grid[i, 1])
         picture = first if i == 0 else mosaic(a[i], columns, gap=gap)
         ax.imshow(picture, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         _blank(ax)
         if i == 0:
-            ax.set_title(f"maps 0..{c - 1}, {columns} to a line", fontsize=5, pad=2)
+            ax.set_title(f"maps 0..{c - 1}, {columns} to a line", fontsize=LABEL_PT, pad=3)
     scale = "each image's maps on one scale (range at left; red > 0 > blue, or dark to bright)"
-    fig.suptitle(f"{layer}: {c} feature maps of {h}x{w}\n{scale}", fontsize=7)
+    title = _wrap(f"{layer}: {c} feature maps of {h}x{w}\n{scale}", 2.5 + maps_w, TITLE_PT)
+    fig.suptitle(title, fontsize=TITLE_PT)
     return _save(fig, path)
 
 
@@ -122,21 +133,24 @@ def plot_filters(
     shown = torch.where(flat[:, None, None, None], x, display_images(x))
     rgb = input_rgb((shown * 255).round().to(torch.uint8))
     n, h, w = rgb.shape[:3]
-    columns = min(columns if n <= 64 else 16, n)
-    rows = math.ceil(n / columns)
-    gap = max(2, h // 4)
-    tile = 0.9 if n <= 64 else 0.6
-    fig = Figure(figsize=(tile * columns, tile * rows * 1.15 + 0.5), layout="constrained")
+    columns = min(columns if n <= 64 else 12, n)
+    gap = max(2, h // 3)  # room above each image for its label
+    tile = 0.9 if n <= 64 else 0.95
+    width = max(tile * columns, 4.0)
+    picture = mosaic(rgb, columns, gap=gap, fill=1.0)
+    aspect = (picture.shape[0] + gap) / picture.shape[1]  # + gap: the first row's labels
+    fig = Figure(figsize=(width, width * aspect + 0.8), layout="constrained")
     ax = fig.add_subplot()
-    ax.imshow(mosaic(rgb, columns, gap=gap, fill=1.0), interpolation="nearest")
+    ax.imshow(picture, interpolation="nearest")
     _blank(ax)
     for k in range(n):
         r, col = divmod(k, columns)
         text = str(k) if activation is None else f"{k}: {float(activation[k]):.2g}"
         if flat[k]:
             text += " flat"
-        ax.text(col * (w + gap), r * (h + gap) - 0.5, text, fontsize=4.5, va="bottom")
-    fig.suptitle(f"{layer}: the input each filter responds to most\n{subtitle}", fontsize=7)
+        ax.text(col * (w + gap), r * (h + gap) - 0.5, text, fontsize=MIN_PT, va="bottom")
+    title = f"{layer}: the input each filter responds to most\n{subtitle}"
+    fig.suptitle(_wrap(title, width, TITLE_PT), fontsize=TITLE_PT)
     return _save(fig, path)
 
 
@@ -155,17 +169,17 @@ def plot_heatmaps(
     (the raw values are in the arrays beside the PNG); ``masks`` outline the truth in cyan.
     """
     n, columns = images.shape[0], len(panels) + 1
-    width = max(columns + 0.25, 2.6)
-    fig = Figure(figsize=(width, 1.12 * n + 0.5), layout="constrained")
+    width = max(1.2 * columns + 1.4, 4.0)  # 1.4: the row labels
+    fig = Figure(figsize=(width, 1.34 * n + 0.9), layout="constrained")
     rgb = input_rgb(images)
     grey = rgb.mean(axis=3)
     for i in range(n):
         ax = fig.add_subplot(n, columns, i * columns + 1)
         ax.imshow(rgb[i], interpolation="nearest")
         _blank(ax)
-        ax.set_ylabel(row_titles[i] if row_titles else "", fontsize=5)
+        _row_label(ax, row_titles[i] if row_titles else "")
         if i == 0:
-            ax.set_title("input", fontsize=6)
+            ax.set_title("input", fontsize=LABEL_PT)
         for j, (name, maps) in enumerate(panels, start=2):
             ax = fig.add_subplot(n, columns, i * columns + j)
             m = maps[i].detach().float().clamp(min=0).numpy()
@@ -183,13 +197,19 @@ def plot_heatmaps(
                 ax.contour(masks[i].float().numpy(), levels=[0.5], colors="cyan", linewidths=0.4)
             _blank(ax)
             if i == 0:
-                ax.set_title(name, fontsize=6)
-            ax.set_xlabel(f"max {top:.2g}" if top > 0 else "none > 0", fontsize=4, labelpad=1)
-    fig.suptitle(_wrap(title, width), fontsize=7)
+                ax.set_title(_wrap(name, 1.15, LABEL_PT, least=8), fontsize=LABEL_PT)
+            ax.set_xlabel(f"max {top:.2g}" if top > 0 else "none > 0", fontsize=MIN_PT, labelpad=1)
+    fig.suptitle(_wrap(title, width, TITLE_PT), fontsize=TITLE_PT)
     return _save(fig, path)
 
 
-def _wrap(text: str, width_in: float, fontsize: float = 7) -> str:
-    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points."""
-    chars = max(20, int(width_in * 72 / (0.62 * fontsize)))
+def _row_label(ax, text: str) -> None:
+    """A row's name, written across (not turned on its side), left of its first picture."""
+    ax.set_ylabel(text, fontsize=LABEL_PT, rotation=0, ha="right", va="center", labelpad=6)
+
+
+def _wrap(text: str, width_in: float, fontsize: float = 7, least: int = 20) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points (at
+    least ``least`` characters to a line)."""
+    chars = max(least, int(width_in * 72 / (0.62 * fontsize)))
     return "\n".join(textwrap.fill(line, chars) for line in text.splitlines())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from cnnlab.visualize.figures import _blank, _save, _wrap, input_rgb
+from cnnlab.visualize.figures import LABEL_PT, MIN_PT, TITLE_PT, _blank, _save, _wrap, input_rgb
 
 PER_ROW = 4
 """Images per row of the top-loss gallery (each with its two heatmaps)."""
@@ -31,27 +31,30 @@ def plot_top_losses(
     """
     n = images.shape[0]
     rows = math.ceil(n / PER_ROW)
-    fig = Figure(figsize=(PER_ROW * 3.1, rows * 1.5 + 0.45), layout="constrained")
-    grid = fig.add_gridspec(rows, PER_ROW * 3)
+    width = PER_ROW * 3.2
+    fig = Figure(figsize=(width, rows * 1.9 + 0.6), layout="constrained")
+    cells = fig.subfigures(rows, PER_ROW, squeeze=False).ravel()
     rgb = input_rgb(images)
     grey = rgb.mean(axis=3)
-    for i in range(n):
-        r, c = divmod(i, PER_ROW)
-        panels = (("image", None), ("predicted", predicted_maps[i]), ("true", true_maps[i]))
-        for j, (name, heat) in enumerate(panels):
-            ax = fig.add_subplot(grid[r, c * 3 + j])
-            if heat is None:
-                ax.imshow(rgb[i], interpolation="nearest")
-                ax.set_title(_wrap(captions[i], 3.0, 6), fontsize=6, loc="left")
-            else:
-                m = heat.detach().float().clamp(min=0).numpy()
-                top = float(m.max())
-                ax.imshow(grey[i], cmap="gray", vmin=0, vmax=3, interpolation="nearest")
-                ax.imshow(m / top if top > 0 else m, cmap="jet", alpha=0.6, vmin=0, vmax=1,
-                          interpolation="nearest")  # fmt: skip
-                ax.set_xlabel(f"CAM {name}", fontsize=4.5, labelpad=1)
+    for i, cell in enumerate(cells):
+        if i >= n:
+            continue
+        caption = _wrap(captions[i], 3.1, LABEL_PT, least=12)
+        cell.suptitle(caption, fontsize=LABEL_PT, x=0.02, ha="left", va="top")
+        axes = cell.subplots(1, 3)
+        axes[0].imshow(rgb[i], interpolation="nearest")
+        for ax, name, heat in ((axes[1], "predicted", predicted_maps[i]),
+                               (axes[2], "true", true_maps[i])):  # fmt: skip
+            m = heat.detach().float().clamp(min=0).numpy()
+            top = float(m.max())
+            ax.imshow(grey[i], cmap="gray", vmin=0, vmax=3, interpolation="nearest")
+            ax.imshow(m / top if top > 0 else m, cmap="jet", alpha=0.6, vmin=0, vmax=1,
+                      interpolation="nearest")  # fmt: skip
+            ax.set_xlabel(f"CAM {name}", fontsize=MIN_PT, labelpad=1)
+        for ax in axes:
             _blank(ax)
-    fig.suptitle(_wrap(title, PER_ROW * 3.1), fontsize=8)
+            ax.set_anchor("N")  # under the caption; spare height goes below
+    fig.suptitle(_wrap(title, width, TITLE_PT), fontsize=TITLE_PT)
     return _save(fig, path)
 
 
@@ -60,17 +63,19 @@ def plot_confused_pairs(
 ) -> object:
     """One row per confused pair: its title, then up to ``columns`` example images."""
     rows = max(1, len(pairs))
-    fig = Figure(figsize=(columns * 0.95 + 1.9, rows * 1.0 + 0.4), layout="constrained")
-    grid = fig.add_gridspec(rows, columns + 2)
+    width = columns * 0.95 + 2.9
+    fig = Figure(figsize=(width, rows * 1.0 + 0.6), layout="constrained")
+    grid = fig.add_gridspec(rows, columns + 3)
     for r, (name, images) in enumerate(pairs):
-        label = fig.add_subplot(grid[r, :2])
-        label.text(0.0, 0.5, _wrap(name, 1.8, 6), fontsize=6, va="center", ha="left")
+        label = fig.add_subplot(grid[r, :3])
+        label.text(0.0, 0.5, _wrap(name, 2.7, LABEL_PT, least=12), fontsize=LABEL_PT,
+                   va="center", ha="left")  # fmt: skip
         label.axis("off")
         rgb = input_rgb(images) if images.shape[0] else np.zeros((0, 1, 1, 3))
         for j in range(columns):
-            ax = fig.add_subplot(grid[r, 2 + j])
+            ax = fig.add_subplot(grid[r, 3 + j])
             if j < rgb.shape[0]:
                 ax.imshow(rgb[j], interpolation="nearest")
             _blank(ax)
-    fig.suptitle(_wrap(title, columns * 0.95 + 1.9), fontsize=7)
+    fig.suptitle(_wrap(title, width, TITLE_PT), fontsize=TITLE_PT)
     return _save(fig, path)
