@@ -43,7 +43,11 @@ class Progress:
         if self._bar is not None:
             self._bar.update(batches)
             self._bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", refresh=False)
-        elif self.enabled and time.perf_counter() - self._said >= LOG_EVERY:
+        elif (
+            self.enabled
+            and time.perf_counter() - self._said >= LOG_EVERY
+            and done + batches < 0.9 * total  # not a line just before the epoch's own
+        ):
             self._said = time.perf_counter()
             print(self._line(loss, accuracy), flush=True)
 
