@@ -63,6 +63,21 @@ def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, fill: float = np.nan) 
     return out
 
 
+MAX_MAPS = 64
+"""Feature maps drawn per layer at most: a wider layer shows its most active ones (the raw
+arrays beside the picture keep every channel)."""
+
+
+def most_active(activations: torch.Tensor, most: int = MAX_MAPS) -> torch.Tensor:
+    """The channels (in channel order) of the ``most`` maps with the largest mean absolute
+    activation over the images; every channel when there are no more than ``most``."""
+    c = activations.shape[1]
+    if c <= most:
+        return torch.arange(c)
+    strength = activations.detach().float().abs().mean(dim=(0, 2, 3))
+    return torch.topk(strength, most).indices.sort().values
+
+
 def plot_activations(
     images: torch.Tensor,
     activations: torch.Tensor,
@@ -78,7 +93,10 @@ def plot_activations(
     Maps of one image share one colour scale (so weak maps look weak): red/blue around 0 when
     the layer has negative values, dark-to-bright from 0 otherwise.
     """
-    n, c, h, w = activations.shape
+    n, total, h, w = activations.shape
+    shown = most_active(activations)
+    activations = activations.index_select(1, shown)
+    c = len(shown)
     columns = min(columns, c)
     gap = max(1, h // 8)
     a = activations.detach().float().numpy()
@@ -105,9 +123,11 @@ def plot_activations(
         ax.imshow(picture, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         _blank(ax)
         if i == 0:
-            ax.set_title(f"maps 0..{c - 1}, {columns} to a line", fontsize=LABEL_PT, pad=3)
+            which = f"maps 0..{c - 1}" if c == total else f"the {c} most active, in channel order"
+            ax.set_title(f"{which}, {columns} to a line", fontsize=LABEL_PT, pad=3)
     scale = "each image's maps on one scale (range at left; red > 0 > blue, or dark to bright)"
-    title = _wrap(f"{layer}: {c} feature maps of {h}x{w}\n{scale}", 2.5 + maps_w, TITLE_PT)
+    count = f"{total} feature maps" if c == total else f"{c} of its {total} feature maps"
+    title = _wrap(f"{layer}: {count} of {h}x{w}\n{scale}", 2.5 + maps_w, TITLE_PT)
     fig.suptitle(title, fontsize=TITLE_PT)
     return _save(fig, path)
 
