@@ -7,6 +7,7 @@ The report only reads run folders; :func:`report_runs` (``cnnlab report``) calls
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def prepare_runs(
     to refuse with its own message."""
     from cnnlab.evaluate import evaluate_run
 
-    worked = []
+    plan = []
     for folder in map(RunFolder, run_dirs):
         if not folder.config.is_file() or not folder.weights.is_file():
             continue
@@ -42,22 +43,34 @@ def prepare_runs(
             continue
         if not os.access(folder.path, os.W_OK | os.X_OK):
             raise CnnlabError(f"{folder.path}: cannot write its {' and '.join(todo)} (read-only)")
+        plan.append((folder, todo))
+    started = time.perf_counter()
+    for done, (folder, todo) in enumerate(plan):
         if log is not None:
-            log(f"{folder.path}: {' and '.join(todo)} first")
+            log(f"[{done + 1}/{len(plan)}] {folder.path}: {' and '.join(todo)} first")
         if "evaluate" in todo:
             evaluate_run(folder.path)
         if "pictures" in todo:
-            _pictures(folder, visualize_options)
-        worked.append(folder.path)
-    return worked
+            _pictures(folder, visualize_options, log)
+        if log is not None and done + 1 < len(plan):
+            pace = (time.perf_counter() - started) / (done + 1)
+            log(f"  about {pace * (len(plan) - done - 1):.0f} s left for the other runs")
+    return [folder.path for folder, _ in plan]
 
 
-def _pictures(folder: RunFolder, options: Mapping[str, Any] | None) -> None:
+def _pictures(
+    folder: RunFolder, options: Mapping[str, Any] | None, log: Callable[[str], None] | None
+) -> None:
     from cnnlab.report.inside_view import scoreboard_figure
     from cnnlab.visualize import visualize_run
 
     # The scoreboard's sample size is visualize_run's default: the one cnnlab visualize uses.
-    settings = {"score": True, "scoreboard_figure": scoreboard_figure, **(options or {})}
+    settings = {
+        "score": True,
+        "scoreboard_figure": scoreboard_figure,
+        "log": log,
+        **(options or {}),
+    }
     visualize_run(folder.path, folder.visualize, **settings)
 
 

@@ -92,6 +92,7 @@ def _visualize(args: argparse.Namespace) -> int:
         score=args.score,
         methods=args.methods,
         scoreboard_figure=scoreboard_figure,
+        log=options.progress_log(args),
     )
     lines = [f"pictures and arrays written to {out}"]
     if drawn.scores:

@@ -149,6 +149,7 @@ def visualize_run(
     batch_size: int = 256,
     methods: Sequence[str] | None = None,
     scoreboard_figure: ScoreboardFigure | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Visualization:
     """Activations, filter images and heatmaps of a trained run; optionally scored heatmaps.
 
@@ -164,8 +165,10 @@ def visualize_run(
     and, with ``scoreboard_figure``, its figure ``scores.png`` (:data:`ScoreboardFigure`).
     ``methods``: names in :mod:`~cnnlab.visualize.methods` to draw and score (default: those
     with a picture are drawn, the scored ones scored). Returns what it drew: paths, shapes,
-    targets and scores (:class:`Visualization`; ``to_dict()`` is ``summary.json``).
+    targets and scores (:class:`Visualization`; ``to_dict()`` is ``summary.json``). ``log``:
+    a line as each step ends, with its seconds (minutes of scoring are not silent).
     """
+    step = _Steps(log)
     run = load_run(run_dir)
     names = list(resolve_layers(run.model, layers))
     heads = _heads(run, head)
@@ -173,14 +176,36 @@ def visualize_run(
     inputs = run.preprocess(sample.images)
     drawing = _Drawing(run, Path(out_dir), names, heads, sample, inputs, target_class, batch_size)
     summary = drawing.start(run_dir)
-    summary["activations"] = drawing.activations()
-    summary["filters"] = drawing.filters(filter_layers, filter_settings) if filters else {}
-    summary["heatmaps"] = drawing.heatmaps(methods)
+    summary["activations"] = step("activations", drawing.activations)
+    summary["filters"] = (
+        step("filter images", lambda: drawing.filters(filter_layers, filter_settings))
+        if filters
+        else {}
+    )
+    summary["heatmaps"] = step("heatmaps", lambda: drawing.heatmaps(methods))
     if score:
-        summary.update(drawing.scores(score_images, methods, scoreboard_figure))
+        scored = step(
+            f"scoreboard on {score_images} images",
+            lambda: drawing.scores(score_images, methods, scoreboard_figure),
+        )
+        summary.update(scored)
     record = {"format": FORMAT, **summary}
     write_json(drawing.out / VISUALIZE_SUMMARY, record)
     return Visualization.from_record(record)
+
+
+class _Steps:
+    """Runs the steps of :func:`visualize_run`, saying as each ends how long it took."""
+
+    def __init__(self, log: Callable[[str], None] | None) -> None:
+        self.log = log
+
+    def __call__(self, name: str, action: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        result = action()
+        if self.log is not None:
+            self.log(f"  {name}: {time.perf_counter() - start:.0f} s")
+        return result
 
 
 @dataclass
